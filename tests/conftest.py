@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny configurations so that every test runs in seconds on two CPU cores."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at test time
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import vidrop  # noqa: E402
+
+TINY = dict(
+    hidden_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    intermediate_size=96,
+    image_size=32,
+    num_frames=4,
+    tubelet_size=2,
+    patch_size=8,
+    small_crop_size=16,
+    head_hidden_size=32,
+    head_bottleneck_size=16,
+    num_prototypes=32,
+    num_patch_prototypes=32,
+)
+
+
+@pytest.fixture
+def tiny_config():
+    """Factory of tiny `VidropConfig`s: `tiny_config(drop_rate=0.5)`."""
+
+    def make(**overrides):
+        return vidrop.VidropConfig(**{**TINY, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def clip_batch():
+    """Factory of random normalised clips `(B, T, C, H, W)` from a seeded generator."""
+
+    def make(batch=2, frames=4, size=32, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn(batch, frames, 3, size, size, generator=generator)
+
+    return make
+
+
+@pytest.fixture
+def ssl_batch(clip_batch):
+    """Factory of collated self-distillation batches for a config (2 global views, its small crops)."""
+
+    def make(config, batch=2, seed=0):
+        from vidrop.data import SSLCollator
+
+        samples = []
+        for i in range(batch):
+            views = clip_batch(2, config.num_frames, config.image_size, seed=seed * 1000 + i)
+            small = clip_batch(config.num_small_crops, config.num_frames, config.small_crop_size, seed=seed * 1000 + 500 + i)
+            samples.append({"global_views": views, "small_views": small})
+        return SSLCollator(config, seed=seed)(samples)
+
+    return make

@@ -1,0 +1,113 @@
+import math
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from vidrop.losses import (
+    DINOClsLoss,
+    FeatureRegressionLoss,
+    IBOTPatchLoss,
+    TeacherCentering,
+    soft_cross_entropy,
+    view_pairs,
+)
+
+
+def test_soft_cross_entropy_known_values():
+    # uniform student over 2 classes, one-hot teacher: log 2
+    assert soft_cross_entropy(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), 1.0).item() == pytest.approx(math.log(2))
+    # the temperature divides the logits: logits (0, ln 3) at tau=0.5 are (0, 2 ln 3): p = (0.1, 0.9)
+    value = soft_cross_entropy(torch.tensor([[0.0, math.log(3)]]), torch.tensor([[0.5, 0.5]]), 0.5)
+    assert value.item() == pytest.approx(-(0.5 * math.log(0.1) + 0.5 * math.log(0.9)), rel=1e-6)
+
+
+def test_view_pairs_skip_the_same_view():
+    assert view_pairs(3, 2) == [(0, 1), (1, 0), (2, 0), (2, 1)]
+    assert view_pairs(2, 2) == [(0, 1), (1, 0)]
+
+
+def test_dino_cls_loss_averages_cross_view_pairs():
+    student = torch.tensor(
+        [[[0.0, 0.0]], [[math.log(3), 0.0]], [[0.0, math.log(3)]]]
+    )  # (Vs=3, B=1, P=2): p = (.5,.5), (.75,.25), (.25,.75)
+    teacher = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # (Vt=2, B=1, P=2)
+    expected = (
+        -math.log(0.5)  # student view 0 vs teacher view 1
+        - math.log(0.75)  # student view 1 vs teacher view 0
+        - math.log(0.25)  # small crop vs teacher view 0
+        - math.log(0.75)  # small crop vs teacher view 1
+    ) / 4
+    assert DINOClsLoss(student_temperature=1.0)(student, teacher).item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="no cross-view pairs"):
+        DINOClsLoss()(student[:1], teacher[:1])
+
+
+def test_ibot_patch_loss_is_the_mean_over_targets():
+    student = torch.tensor([[0.0, 0.0], [math.log(3), 0.0]])
+    teacher = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    expected = (-math.log(0.5) - math.log(0.75)) / 2
+    assert IBOTPatchLoss(student_temperature=1.0)(student, teacher).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_center_is_an_ema_of_the_batch_mean_and_is_subtracted():
+    centering = TeacherCentering(2, "center", momentum=0.9)
+    logits = torch.tensor([[1.0, 3.0], [3.0, 5.0]])
+    torch.testing.assert_close(centering(logits, 1.0), torch.softmax(logits, -1))  # zero center at first
+    centering.update(logits)
+    torch.testing.assert_close(centering.center, torch.tensor([[0.2, 0.4]]))
+    centering.update(logits)
+    torch.testing.assert_close(centering.center, torch.tensor([[0.2 * 0.9 + 0.2, 0.4 * 0.9 + 0.4]]))
+    torch.testing.assert_close(centering(logits, 0.5), torch.softmax((logits - centering.center) / 0.5, -1))
+    assert "center" in centering.state_dict()
+
+
+def test_sinkhorn_knopp_balances_prototypes():
+    symmetric = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    torch.testing.assert_close(TeacherCentering(2, "sinkhorn_knopp")(symmetric, 1.0), torch.softmax(symmetric, -1))
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 8, generator=generator) + torch.tensor([3.0] + [0.0] * 7)  # prototype 0 dominates
+    probs = TeacherCentering(8, "sinkhorn_knopp", iterations=50)(logits, 0.5)
+    torch.testing.assert_close(probs.sum(1), torch.ones(64))
+    torch.testing.assert_close(probs.sum(0), torch.full((8,), 8.0), rtol=1e-3, atol=1e-3)
+    assert torch.softmax(logits / 0.5, -1).sum(0)[0] > 40  # without balancing one prototype takes most mass
+
+
+def test_regression_losses_known_values():
+    prediction = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    target = torch.tensor([[0.0, 1.0], [0.0, 4.0]])
+    assert FeatureRegressionLoss("mse")(prediction, target).item() == pytest.approx((1 + 1 + 0 + 4) / 4)
+    assert FeatureRegressionLoss("cosine")(prediction, target).item() == pytest.approx((1 + 0) / 2)
+    assert FeatureRegressionLoss("smooth_l1")(prediction, target).item() == pytest.approx((0.5 + 0.5 + 0 + 1.5) / 4)
+    with pytest.raises(ValueError, match="loss_type='huber' is not a regression loss"):
+        FeatureRegressionLoss("huber")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _centering_worker(rank, world_size, port, logits, results):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    shard = logits.chunk(world_size)[rank]
+    center = TeacherCentering(logits.shape[1], "center", momentum=0.5)
+    center.update(shard)
+    sinkhorn = TeacherCentering(logits.shape[1], "sinkhorn_knopp")(shard, 0.1)
+    results[rank] = (center.center.clone(), sinkhorn.clone())
+    dist.destroy_process_group()
+
+
+def test_centering_over_two_ranks_equals_one_process_with_the_whole_batch():
+    logits = torch.randn(16, 6, generator=torch.Generator().manual_seed(0))
+    results = mp.Manager().dict()
+    mp.spawn(_centering_worker, args=(2, _free_port(), logits, results), nprocs=2)
+    reference = TeacherCentering(6, "center", momentum=0.5)
+    reference.update(logits)
+    reference_sinkhorn = TeacherCentering(6, "sinkhorn_knopp")(logits, 0.1)
+    for rank in range(2):
+        torch.testing.assert_close(results[rank][0], reference.center)
+        torch.testing.assert_close(results[rank][1], reference_sinkhorn.chunk(2)[rank])

@@ -1,0 +1,29 @@
+"""ViDROP: self-supervised pre-training of sparse video transformers.
+
+Importing `vidrop` registers `VidropConfig` and the ViDROP models with the transformers Auto classes, so
+`AutoConfig`, `AutoModel` and `AutoModelForVideoClassification` load ViDROP folders.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+
+from .models import (
+    PRESETS,
+    VidropConfig,
+    VidropForVideoClassification,
+    VidropModel,
+    VidropModelOutput,
+    VidropPreTrainedModel,
+)
+
+AutoConfig.register(VidropConfig.model_type, VidropConfig, exist_ok=True)
+AutoModel.register(VidropConfig, VidropModel, exist_ok=True)
+AutoModelForVideoClassification.register(VidropConfig, VidropForVideoClassification, exist_ok=True)
+
+__all__ = [
+    "PRESETS",
+    "VidropConfig",
+    "VidropForVideoClassification",
+    "VidropModel",
+    "VidropModelOutput",
+    "VidropPreTrainedModel",
+]

@@ -1,0 +1,149 @@
+"""Losses of the self-distillation objective: small modules, tensors in, scalars out.
+
+The teacher side of the prototype losses is a `TeacherCentering` module (its own EMA center buffer, or
+Sinkhorn-Knopp); the student side is a cross-entropy (`DINOClsLoss` across views, `IBOTPatchLoss` per
+patch). `FeatureRegressionLoss` is the alternative that regresses the teacher's features directly. Every
+statistic that spans the batch is all-reduced when `torch.distributed` is initialised, so that N ranks
+compute what one rank with the whole batch would.
+"""
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+REGRESSION_LOSSES = ("mse", "cosine", "smooth_l1")
+
+
+def _distributed():
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce(tensor, op=None):
+    """Sum (or `op`) of `tensor` over ranks, in place; the identity in one process."""
+    if _distributed():
+        dist.all_reduce(tensor, op=op or dist.ReduceOp.SUM)
+    return tensor
+
+
+def view_pairs(num_student_views, num_teacher_views):
+    """The (student view, teacher view) pairs a cross-view loss averages over.
+
+    Views `0..num_teacher_views-1` are the global views seen by both; a view is never paired with itself.
+    """
+    return [(s, t) for s in range(num_student_views) for t in range(num_teacher_views) if s != t]
+
+
+def average_over_view_pairs(student, teacher, pair_loss):
+    """Mean of `pair_loss(student[s], teacher[t])` over `view_pairs`; `student` `(Vs, B, ...)`, `teacher` `(Vt, B, ...)`."""
+    pairs = view_pairs(student.shape[0], teacher.shape[0])
+    if not pairs:
+        raise ValueError(
+            f"no cross-view pairs for {student.shape[0]} student and {teacher.shape[0]} teacher views; "
+            "allowed: at least two global views, or one global view and a small crop"
+        )
+    return sum(pair_loss(student[s], teacher[t]) for s, t in pairs) / len(pairs)
+
+
+def soft_cross_entropy(student_logits, teacher_probs, student_temperature):
+    """Per-row cross-entropy `-sum(q * log softmax(s / tau))`: `(..., P)`, `(..., P)` -> `(...)`, in fp32."""
+    log_probs = F.log_softmax(student_logits.float() / student_temperature, dim=-1)
+    return -(teacher_probs * log_probs).sum(dim=-1)
+
+
+class TeacherCentering(nn.Module):
+    """Turns teacher prototype logits into target probabilities, owning the centering state.
+
+    `center`: softmax of `(logits - center) / tau`, with `center` an EMA of the batch-mean logits, updated by
+    `update` after each training forward (DINO). `sinkhorn_knopp`: a few Sinkhorn-Knopp iterations that make
+    the batch assignment to prototypes uniform (SwAV, DINOv2); it keeps no state.
+    """
+
+    def __init__(self, num_prototypes, centering="center", momentum=0.9, iterations=3):
+        super().__init__()
+        if centering not in ("center", "sinkhorn_knopp"):
+            raise ValueError(f"centering={centering!r} is not supported; allowed: 'center', 'sinkhorn_knopp'")
+        self.centering = centering
+        self.momentum = momentum
+        self.iterations = iterations
+        self.register_buffer("center", torch.zeros(1, num_prototypes))
+
+    @torch.no_grad()
+    def forward(self, teacher_logits, temperature):
+        """`(M, P)` logits -> `(M, P)` fp32 target probabilities, rows summing to 1."""
+        logits = teacher_logits.float()
+        if self.centering == "center":
+            return F.softmax((logits - self.center.float()) / temperature, dim=-1)
+        return self._sinkhorn_knopp(logits, temperature)
+
+    def _sinkhorn_knopp(self, logits, temperature):
+        num_rows = _all_reduce(torch.tensor(float(logits.shape[0]), device=logits.device))
+        shift = _all_reduce(logits.max().clone(), dist.ReduceOp.MAX)
+        q = torch.exp((logits - shift) / temperature).T  # (P, M); a global shift leaves the result unchanged
+        num_prototypes = q.shape[0]
+        q /= _all_reduce(q.sum())
+        for _ in range(self.iterations):
+            q /= _all_reduce(q.sum(dim=1, keepdim=True))  # every prototype gets 1/P of the mass
+            q /= num_prototypes
+            q /= q.sum(dim=0, keepdim=True)  # every row gets 1/M of the mass
+            q /= num_rows
+        q *= num_rows
+        return q.T  # (M, P)
+
+    @torch.no_grad()
+    def update(self, teacher_logits):
+        """EMA of the batch-mean teacher logits `(M, P)` (over all ranks); nothing for Sinkhorn-Knopp."""
+        if self.centering != "center":
+            return
+        logits = teacher_logits.float()
+        total = _all_reduce(logits.sum(dim=0, keepdim=True))
+        count = _all_reduce(torch.tensor(float(logits.shape[0]), device=logits.device))
+        new_center = self.center.float() * self.momentum + total / count * (1.0 - self.momentum)
+        self.center.copy_(new_center)
+
+
+class DINOClsLoss(nn.Module):
+    """DINO cross-entropy between student and teacher CLS prototype distributions across views."""
+
+    def __init__(self, student_temperature=0.1):
+        super().__init__()
+        self.student_temperature = student_temperature
+
+    def forward(self, student_logits, teacher_probs):
+        """`student_logits` `(Vs, B, P)` (global views first), `teacher_probs` `(Vt, B, P)` -> scalar."""
+        return average_over_view_pairs(
+            student_logits,
+            teacher_probs,
+            lambda s, t: soft_cross_entropy(s, t, self.student_temperature).mean(),
+        )
+
+
+class IBOTPatchLoss(nn.Module):
+    """iBOT cross-entropy between student and teacher prototype distributions at the target (masked) tokens."""
+
+    def __init__(self, student_temperature=0.1):
+        super().__init__()
+        self.student_temperature = student_temperature
+
+    def forward(self, student_logits, teacher_probs):
+        """`(M, P)`, `(M, P)` over the M targets of the batch -> scalar mean."""
+        return soft_cross_entropy(student_logits, teacher_probs, self.student_temperature).mean()
+
+
+class FeatureRegressionLoss(nn.Module):
+    """Regression of teacher features: `mse`, `cosine` (1 - cosine similarity) or `smooth_l1`, mean per row."""
+
+    def __init__(self, kind="mse"):
+        super().__init__()
+        if kind not in REGRESSION_LOSSES:
+            raise ValueError(f"loss_type={kind!r} is not a regression loss; allowed: {', '.join(REGRESSION_LOSSES)}")
+        self.kind = kind
+
+    def forward(self, prediction, target):
+        """`(..., D)`, `(..., D)` -> scalar, computed in fp32."""
+        prediction, target = prediction.float(), target.float()
+        if self.kind == "mse":
+            return F.mse_loss(prediction, target)
+        if self.kind == "smooth_l1":
+            return F.smooth_l1_loss(prediction, target)
+        return (1.0 - F.cosine_similarity(prediction, target, dim=-1)).mean()
