@@ -111,3 +111,10 @@ def test_centering_over_two_ranks_equals_one_process_with_the_whole_batch():
     for rank in range(2):
         torch.testing.assert_close(results[rank][0], reference.center)
         torch.testing.assert_close(results[rank][1], reference_sinkhorn.chunk(2)[rank])
+
+
+def test_center_stays_fp32_when_the_module_is_cast_to_bf16():
+    centering = TeacherCentering(4, "center", momentum=0.9).to(torch.bfloat16)
+    assert centering.center.dtype == torch.float32
+    centering.update(torch.randn(8, 4, dtype=torch.bfloat16))
+    assert centering.center.dtype == torch.float32 and centering.center.abs().sum() > 0

@@ -6,24 +6,9 @@ Importing `vidrop` registers `VidropConfig` and the ViDROP models with the trans
 
 from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
 
-from .models import (
-    PRESETS,
-    VidropConfig,
-    VidropForVideoClassification,
-    VidropModel,
-    VidropModelOutput,
-    VidropPreTrainedModel,
-)
+from .models import *  # noqa: F401,F403  (the public model API)
+from .models import __all__, VidropConfig, VidropForVideoClassification, VidropModel
 
 AutoConfig.register(VidropConfig.model_type, VidropConfig, exist_ok=True)
 AutoModel.register(VidropConfig, VidropModel, exist_ok=True)
 AutoModelForVideoClassification.register(VidropConfig, VidropForVideoClassification, exist_ok=True)
-
-__all__ = [
-    "PRESETS",
-    "VidropConfig",
-    "VidropForVideoClassification",
-    "VidropModel",
-    "VidropModelOutput",
-    "VidropPreTrainedModel",
-]

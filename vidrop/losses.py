@@ -68,12 +68,19 @@ class TeacherCentering(nn.Module):
         self.iterations = iterations
         self.register_buffer("center", torch.zeros(1, num_prototypes))
 
+    def _apply(self, fn, recurse=True):
+        # The center is an EMA like the teacher: keep it fp32 when an engine casts the module to bf16/fp16.
+        super()._apply(fn, recurse)
+        if self.center.dtype != torch.float32:
+            self.center = self.center.float()
+        return self
+
     @torch.no_grad()
     def forward(self, teacher_logits, temperature):
         """`(M, P)` logits -> `(M, P)` fp32 target probabilities, rows summing to 1."""
         logits = teacher_logits.float()
         if self.centering == "center":
-            return F.softmax((logits - self.center.float()) / temperature, dim=-1)
+            return F.softmax((logits - self.center) / temperature, dim=-1)
         return self._sinkhorn_knopp(logits, temperature)
 
     def _sinkhorn_knopp(self, logits, temperature):
@@ -98,8 +105,7 @@ class TeacherCentering(nn.Module):
         logits = teacher_logits.float()
         total = _all_reduce(logits.sum(dim=0, keepdim=True))
         count = _all_reduce(torch.tensor(float(logits.shape[0]), device=logits.device))
-        new_center = self.center.float() * self.momentum + total / count * (1.0 - self.momentum)
-        self.center.copy_(new_center)
+        self.center.mul_(self.momentum).add_(total / count, alpha=1.0 - self.momentum)
 
 
 class DINOClsLoss(nn.Module):

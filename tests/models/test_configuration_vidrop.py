@@ -81,3 +81,38 @@ def test_config_patterns_are_the_token_plan_patterns():
     from vidrop.models.configuration_vidrop import DROP_PATTERNS as CONFIG_PATTERNS
 
     assert CONFIG_PATTERNS == DROP_PATTERNS
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(layer_norm_eps=0.0), r"layer_norm_eps=0.0 is out of range; allowed: \(0.0, 1.0\]"),
+        (dict(initializer_range=-0.02), r"initializer_range=-0.02 is out of range"),
+        (dict(cls_loss_weight=-1.0), r"cls_loss_weight=-1.0 is out of range; allowed: \[0.0, inf\]"),
+        (dict(student_temperature=0.0), r"student_temperature=0.0 is out of range"),
+        (dict(hidden_size=4, num_attention_heads=1), r"hidden_size=4 is too small for sincos_3d; allowed: >= 6"),
+        (dict(num_prototypes=0), r"num_prototypes=0 is not allowed; it must be a positive integer"),
+        (dict(patch_size=16.0), r"patch_size=16.0 is not allowed; it must be a positive integer"),
+    ],
+)
+def test_more_validation_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VidropConfig(**kwargs)
+
+
+def test_modeling_files_import_only_torch_transformers_and_each_other():
+    """The model folder must be exportable as Hub remote code (loaded where `vidrop` is not installed)."""
+    import ast
+    from pathlib import Path
+
+    import vidrop.models
+
+    for path in Path(vidrop.models.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                roots = {"." if node.level else node.module.split(".")[0]}
+            else:
+                continue
+            assert roots <= {"torch", "transformers", ".", "math", "dataclasses"}, (path.name, roots)

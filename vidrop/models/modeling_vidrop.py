@@ -138,11 +138,15 @@ class VidropEmbeddings(nn.Module):
             self.position_embeddings = nn.Parameter(torch.zeros(1, config.hidden_size, *config.token_grid))
         else:
             self.position_embeddings = None
+        self._sincos_tables = {}  # (grid, device) -> (N, D) fixed table; a cache, not state
 
     def position_table(self, grid, device):
         """Position embeddings for a token grid `(T', H', W')` -> `(N, D)`."""
         if self.position_embeddings is None:
-            return sincos_3d_position_embeddings(grid, self.config.hidden_size, device=device)
+            key = (tuple(grid), device)
+            if key not in self._sincos_tables:
+                self._sincos_tables[key] = sincos_3d_position_embeddings(grid, self.config.hidden_size, device=device)
+            return self._sincos_tables[key]
         table = self.position_embeddings  # (1, D, T0', H0', W0')
         if tuple(table.shape[2:]) != tuple(grid):
             table = F.interpolate(table, size=grid, mode="trilinear", align_corners=False)
