@@ -62,3 +62,23 @@ def ssl_batch(clip_batch):
         return SSLCollator(config, seed=seed)(samples)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def synthetic_videos(tmp_path_factory):
+    """A small embedded dataset as real mp4 files: 2 videos per motion class, 16 frames of 32x32."""
+    from vidrop.data import build_synthetic_videos
+
+    root = tmp_path_factory.mktemp("videos")
+    build_synthetic_videos(root, videos_per_class=2, num_frames=16, size=32, fps=8, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def compressed_dataset(synthetic_videos, tmp_path_factory):
+    """The synthetic videos compressed into parquet shards (K=16, k-means, 4 videos per shard)."""
+    from vidrop.data import CompressionOptions, build_dataset
+
+    output = tmp_path_factory.mktemp("dataset") / "synthetic"
+    build_dataset(synthetic_videos, output, CompressionOptions(num_clusters=16, clip_frames=8), videos_per_shard=4)
+    return output

@@ -1,5 +1,19 @@
-"""Data pipeline: views in, batches with token plans out."""
+"""Data pipeline: video files -> compressed shards -> streamed clips -> views with token plans."""
 
+from .augment import MultiCrop
 from .collate import SSLCollator
+from .shards import CompressionOptions, build_dataset
+from .streaming import ClipStream, CorruptDataError, load_video_dataset
+from .synthetic import MOTIONS, build_synthetic_videos
 
-__all__ = ["SSLCollator"]
+__all__ = [
+    "MOTIONS",
+    "ClipStream",
+    "CompressionOptions",
+    "CorruptDataError",
+    "MultiCrop",
+    "SSLCollator",
+    "build_dataset",
+    "build_synthetic_videos",
+    "load_video_dataset",
+]

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from vidrop.compression import CLUSTERERS, fit_palette, nearest_palette_indices, palette_lookup, psnr_db
+from vidrop.compression.clusterers import FIT_SAMPLES, sample_pixels
+from vidrop.data.video import read_video
+
+
+@pytest.fixture(scope="module")
+def real_frames(synthetic_videos):
+    """Frames decoded with PyAV from one of the synthetic mp4 files."""
+    return read_video(next(synthetic_videos.glob("rotate_cw/*.mp4"))).frames
+
+
+@pytest.mark.parametrize("method", CLUSTERERS)
+def test_every_clusterer_gives_a_usable_palette_on_a_real_video(real_frames, method):
+    palette = fit_palette(real_frames.reshape(-1, 3), 16, method, seed=0)
+    assert palette.dtype == np.uint8 and palette.ndim == 2 and palette.shape[1] == 3
+    assert 1 <= len(palette) <= (256 if method == "dbscan" else 16)
+    assert len(np.unique(palette, axis=0)) == len(palette)
+    reconstruction = palette_lookup(nearest_palette_indices(real_frames, palette), palette)
+    # a single mean colour scores about 10 dB on these frames; a real palette far more
+    assert psnr_db(real_frames, reconstruction) > (14 if method == "dbscan" else 20)
+
+
+def test_fitting_is_seeded(real_frames):
+    a = fit_palette(real_frames.reshape(-1, 3), 16, "kmeans", seed=3)
+    assert np.array_equal(a, fit_palette(real_frames.reshape(-1, 3), 16, "kmeans", seed=3))
+
+
+@pytest.mark.parametrize("value", [1, 257, 0, 2.5, True, "16"])
+def test_num_clusters_must_be_2_to_256(value):
+    with pytest.raises(ValueError, match=r"num_clusters=.* is not allowed; allowed: an integer from 2 to 256"):
+        fit_palette(np.zeros((10, 3), np.uint8), value)
+
+
+def test_unknown_method_is_a_clear_error():
+    with pytest.raises(ValueError, match="method='median_cut' is not a clusterer; allowed: kmeans"):
+        fit_palette(np.zeros((10, 3), np.uint8), 16, "median_cut")
+
+
+def test_fit_sample_is_bounded_whatever_the_video_length():
+    rng = np.random.default_rng(0)
+    long_video = rng.integers(0, 256, size=(2_000_000, 3), dtype=np.uint8)
+    assert len(sample_pixels(long_video, FIT_SAMPLES["agglomerative"], rng)) == FIT_SAMPLES["agglomerative"]
+    palette = fit_palette(long_video, 8, "agglomerative", seed=0)  # Ward on 2M pixels would need terabytes
+    assert len(palette) == 8
+
+
+def test_nearest_assignment_equals_brute_force_in_any_chunking():
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, size=(3, 17, 19, 3), dtype=np.uint8)
+    palette = rng.integers(0, 256, size=(37, 3), dtype=np.uint8)
+    distances = ((frames[..., None, :].astype(int) - palette.astype(int)) ** 2).sum(-1)
+    expected_colours = palette[distances.argmin(-1)]
+    for chunk in (1, 100, 1 << 16):
+        indices = nearest_palette_indices(frames, palette, chunk_pixels=chunk)
+        assert indices.dtype == np.uint8 and indices.shape == (3, 17, 19)
+        # ties may pick either colour; the chosen colour's distance must be the minimum
+        chosen = ((palette[indices].astype(int) - frames.astype(int)) ** 2).sum(-1)
+        assert np.array_equal(chosen, distances.min(-1))
+    assert expected_colours.shape == frames.shape
+
+
+def test_dbscan_palette_size_is_what_it_finds():
+    rng = np.random.default_rng(0)
+    centres = np.array([[10, 10, 10], [200, 30, 30], [30, 200, 30]])
+    pixels = np.clip(centres[rng.integers(0, 3, 3000)] + rng.normal(0, 1.0, (3000, 3)), 0, 255).astype(np.uint8)
+    palette = fit_palette(pixels, 16, "dbscan", seed=0)
+    assert len(palette) == 3
+    assert np.abs(np.sort(palette.astype(int), axis=0) - np.sort(centres, axis=0)).max() <= 2

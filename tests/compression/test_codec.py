@@ -1,0 +1,83 @@
+import zlib
+
+import numpy as np
+import pytest
+
+from vidrop.compression import bit_width, decode_clip, decode_indices, encode_indices, fit_palette, palette_lookup
+from vidrop.compression import nearest_palette_indices
+from vidrop.compression.codec import pack_indices, unpack_indices
+
+
+@pytest.mark.parametrize("palette_size, bits", [(1, 1), (2, 1), (3, 2), (4, 2), (5, 4), (16, 4), (17, 8), (256, 8)])
+def test_bit_width_is_the_smallest_that_fits(palette_size, bits):
+    assert bit_width(palette_size) == bits
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+@pytest.mark.parametrize("count", [1, 7, 8, 9, 1001])
+def test_pack_unpack_round_trip_and_size(bits, count):
+    values = np.random.default_rng(count).integers(0, 1 << bits, size=count, dtype=np.uint8)
+    packed = pack_indices(values, bits)
+    assert len(packed) == -(-count * bits // 8)
+    assert np.array_equal(unpack_indices(packed, bits, count), values)
+
+
+def test_bit_width_rejects_impossible_palettes():
+    with pytest.raises(ValueError, match="palette_size=257 is not allowed; allowed: 1 to 256"):
+        bit_width(257)
+
+
+@pytest.mark.parametrize("num_colours", [2, 4, 16, 200])
+def test_codec_is_lossless_on_frames_with_at_most_k_colours(num_colours):
+    rng = np.random.default_rng(num_colours)
+    colours = rng.choice(256**3, size=num_colours, replace=False)
+    colours = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=1).astype(np.uint8)
+    choice = rng.integers(0, num_colours, size=6 * 12 * 10)
+    choice[:num_colours] = np.arange(num_colours)  # every colour occurs
+    frames = colours[rng.permutation(choice).reshape(6, 12, 10)]  # (T, H, W, 3) with num_colours colours
+    palette = fit_palette(frames.reshape(-1, 3), num_colours, "kmeans", seed=0)
+    assert len(palette) == num_colours
+    video = encode_indices(nearest_palette_indices(frames, palette), palette, group_size=4)
+    assert video.bits == bit_width(num_colours)
+    assert np.array_equal(decode_clip(video, range(6)), frames)
+
+
+def _random_video(group_size=3, frames=10):
+    rng = np.random.default_rng(0)
+    palette = rng.integers(0, 256, size=(16, 3), dtype=np.uint8)
+    indices = rng.integers(0, 16, size=(frames, 9, 11), dtype=np.uint8)
+    return indices, palette, encode_indices(indices, palette, group_size)
+
+
+def test_partial_decode_equals_full_decode_sliced():
+    indices, palette, video = _random_video()
+    full = decode_clip(video, range(10))
+    assert np.array_equal(full, palette[indices])
+    for frames in ([0], [9], [2, 3, 4], [7, 1, 1, 8]):
+        assert np.array_equal(decode_clip(video, frames), full[frames])
+        assert np.array_equal(decode_clip(video, frames, crop=(2, 3, 5, 4)), full[frames][:, 2:7, 3:7])
+
+
+def test_a_clip_decompresses_only_the_groups_it_needs():
+    _, _, video = _random_video(group_size=3)
+    full = decode_indices(video, range(10))
+    video.groups[0] = b"not zlib data"  # frames 0-2 are unreadable now
+    assert np.array_equal(decode_indices(video, [3, 4, 5, 9]), full[[3, 4, 5, 9]])
+    with pytest.raises(zlib.error):
+        decode_indices(video, [2])
+    with pytest.raises(ValueError, match="out of range; allowed: 0 to 9"):
+        decode_indices(video, [10])
+
+
+def test_palette_lookup_equals_fancy_indexing_and_stays_uint8():
+    indices, palette, _ = _random_video()
+    colours = palette_lookup(indices, palette)
+    assert colours.dtype == np.uint8 and colours.shape == (*indices.shape, 3)
+    assert np.array_equal(colours, palette[indices])
+
+
+def test_sizes_are_counted():
+    _, palette, video = _random_video(group_size=3)
+    assert video.raw_bytes == 10 * 9 * 11 * 3
+    assert video.compressed_bytes == 48 + sum(len(g) for g in video.groups)
+    assert len(video.groups) == 4  # 3 + 3 + 3 + 1 frames

@@ -1,0 +1,294 @@
+"""Building a cluster-compressed video dataset: videos in, Hugging Face parquet shards + card + stats out.
+
+One row per video. The frames are stored as bytes (a palette and zlib blobs of bit-packed indices, see
+`vidrop.compression.codec`), never as numpy arrays. The build is resumable: `progress.json` records every
+finished shard and skipped file, shards are written under a temporary name and renamed, so a killed build
+continues where it stopped and never duplicates a video.
+"""
+
+import json
+import logging
+import os
+import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from datasets import ClassLabel, Dataset, Features, List, Value
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from ..compression import VideoStats, dataset_totals, encode_indices, fit_palette, nearest_palette_indices
+from ..compression.clusterers import check_method, check_num_clusters
+from ..compression.codec import EncodedVideo, palette_lookup
+from ..compression.stats import psnr_db
+from .card import dataset_card
+from .video import VideoDecodeError, read_video
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_FILE = "progress.json"
+STATS_FILE = "stats.json"
+SHARD_PATTERN = "data/train-*.parquet"
+
+
+@dataclass
+class CompressionOptions:
+    """How videos are compressed; recorded with the dataset, and a resumed build must use the same."""
+
+    num_clusters: int = 16
+    method: str = "kmeans"
+    short_side: int | None = None
+    fps: float | None = None
+    max_frames: int | None = None
+    group_size: int = 4
+    clip_frames: int = 16
+    seed: int = 0
+
+    def __post_init__(self):
+        check_num_clusters(self.num_clusters)
+        check_method(self.method)
+        for name in ("short_side", "fps", "max_frames"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name}={value!r} is not allowed; allowed: a positive number or None")
+        for name in ("group_size", "clip_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: >= 1")
+
+
+def dataset_features(class_names=None):
+    """The `datasets.Features` of a compressed dataset (with a `label` ClassLabel when classes are known)."""
+    features = {
+        "video_id": Value("string"),
+        "num_frames": Value("int32"),
+        "height": Value("int32"),
+        "width": Value("int32"),
+        "fps": Value("float32"),
+        "palette": Value("binary"),
+        "group_size": Value("int32"),
+        "frame_groups": List(Value("binary")),
+        "short": Value("bool"),
+        "shard": Value("string"),
+        "raw_bytes": Value("int64"),
+        "compressed_bytes": Value("int64"),
+        "source_bytes": Value("int64"),
+        "psnr_db": Value("float32"),
+        "encode_seconds": Value("float32"),
+    }
+    if class_names is not None:
+        features["label"] = ClassLabel(names=list(class_names))
+    return Features(features)
+
+
+def row_to_video(row):
+    """A dataset row -> `EncodedVideo`."""
+    return EncodedVideo(
+        palette=np.frombuffer(row["palette"], dtype=np.uint8).reshape(-1, 3),
+        groups=row["frame_groups"],
+        num_frames=row["num_frames"],
+        height=row["height"],
+        width=row["width"],
+        group_size=row["group_size"],
+    )
+
+
+def compress_video(path, video_id, options):
+    """Decode, cluster, encode one video -> `(row without shard/label, VideoStats)`; raises `VideoDecodeError`."""
+    start = time.perf_counter()
+    decoded = read_video(path, options.short_side, options.fps, options.max_frames)
+    frames = decoded.frames  # (T, H, W, 3) uint8
+    seed = zlib.crc32(f"{options.seed}:{video_id}".encode())  # per video, independent of the build order
+    palette = fit_palette(frames.reshape(-1, 3), options.num_clusters, options.method, seed)
+    indices = nearest_palette_indices(frames, palette)  # (T, H, W) uint8
+    encoded = encode_indices(indices, palette, options.group_size)
+    seconds = time.perf_counter() - start
+    stats = VideoStats(
+        raw_bytes=encoded.raw_bytes,
+        compressed_bytes=encoded.compressed_bytes,
+        source_bytes=decoded.source_bytes,
+        psnr_db=psnr_db(frames, palette_lookup(indices, palette)),
+        frames=len(frames),
+        encode_seconds=seconds,
+        palette_size=len(palette),
+    )
+    row = {
+        "video_id": video_id,
+        "num_frames": encoded.num_frames,
+        "height": encoded.height,
+        "width": encoded.width,
+        "fps": decoded.fps,
+        "palette": palette.tobytes(),
+        "group_size": encoded.group_size,
+        "frame_groups": encoded.groups,
+        "short": len(frames) < options.clip_frames,
+        "raw_bytes": stats.raw_bytes,
+        "compressed_bytes": stats.compressed_bytes,
+        "source_bytes": stats.source_bytes,
+        "psnr_db": min(stats.psnr_db, 1e4),  # lossless rows store a large finite PSNR
+        "encode_seconds": seconds,
+    }
+    return row, stats
+
+
+def discover_videos(input_dir):
+    """Files to compress: `[(path, video_id, class_name | None)]` and the class names (None for a flat folder).
+
+    With subfolders, each subfolder is a class (UCF101 / Kinetics layout) and files directly in `input_dir`
+    are ignored; otherwise every file of `input_dir` is a video of a flat dataset. Hidden files are ignored.
+    """
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise ValueError(f"input_dir={str(input_dir)!r} is not a folder; allowed: a folder of videos")
+    visible = sorted(p for p in input_dir.iterdir() if not p.name.startswith("."))
+    class_dirs = [p for p in visible if p.is_dir()]
+    if class_dirs:
+        class_names = [d.name for d in class_dirs]
+        items = [
+            (p, f"{d.name}/{p.stem}", d.name)
+            for d in class_dirs
+            for p in sorted(d.iterdir())
+            if p.is_file() and not p.name.startswith(".")
+        ]
+    else:
+        class_names = None
+        items = [(p, p.stem, None) for p in visible if p.is_file()]
+    if not items:
+        raise ValueError(
+            f"input_dir={str(input_dir)!r} contains no files; allowed: a folder of videos, flat or one subfolder per class"
+        )
+    return items, class_names
+
+
+def _compress_task(args):
+    path, video_id, options = args
+    # One BLAS/OpenMP thread per video: --num_proc processes share the cores, and the clusterers' floating-point
+    # sums do not depend on the thread count, so a parallel build writes the same rows as a serial one.
+    with threadpool_limits(1):
+        try:
+            return video_id, *compress_video(path, video_id, options), None
+        except VideoDecodeError as error:
+            return video_id, None, None, str(error)
+
+
+class _Progress:
+    """`progress.json`: options, classes, finished shards with their video ids and stats, skipped files."""
+
+    def __init__(self, output_dir, options, class_names):
+        self.path = Path(output_dir) / PROGRESS_FILE
+        fresh = {"options": asdict(options), "classes": class_names, "shards": [], "skipped": [], "stats": {}}
+        self.state = json.loads(self.path.read_text()) if self.path.exists() else fresh
+        for key in ("options", "classes"):
+            if self.state[key] != fresh[key]:
+                raise ValueError(
+                    f"output_dir was built with {key}={self.state[key]}, this build has {key}={fresh[key]}; "
+                    "allowed: the same settings to resume, or a new output_dir"
+                )
+
+    @property
+    def done(self):
+        ids = {video_id for shard in self.state["shards"] for video_id in shard["video_ids"]}
+        return ids | {item["video_id"] for item in self.state["skipped"]}
+
+    def add(self, shard_file, rows, stats, skipped):
+        if shard_file is not None:
+            self.state["shards"].append({"file": shard_file, "video_ids": [r["video_id"] for r in rows]})
+        self.state["stats"].update({r["video_id"]: s.to_dict() for r, s in zip(rows, stats)})
+        self.state["skipped"].extend(skipped)
+        _write_atomic(self.path, json.dumps(self.state, indent=1))
+
+
+def _write_atomic(path, text):
+    partial = Path(f"{path}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _check_output_dir(output_dir):
+    output_dir = Path(output_dir)
+    if output_dir.exists():
+        if not output_dir.is_dir():
+            raise ValueError(f"output_dir={str(output_dir)!r} is a file; allowed: a new or ViDROP dataset folder")
+        ours = (output_dir / PROGRESS_FILE).exists()
+        if not ours and any(output_dir.iterdir()):
+            raise ValueError(
+                f"output_dir={str(output_dir)!r} exists and is not a ViDROP dataset (no {PROGRESS_FILE}); "
+                "allowed: a new or empty folder, or one from an earlier build to resume"
+            )
+    (output_dir / "data").mkdir(parents=True, exist_ok=True)
+
+
+def _write_shard(output_dir, index, rows, features):
+    relative = f"data/train-{index:05d}.parquet"
+    for row in rows:
+        row["shard"] = relative
+    partial = Path(output_dir) / f"{relative}.partial"
+    Dataset.from_list(rows, features=features).to_parquet(str(partial), batch_size=8)
+    os.replace(partial, Path(output_dir) / relative)
+    return relative
+
+
+def build_dataset(input_dir, output_dir, options=None, num_proc=1, videos_per_shard=64, dataset_name=None):
+    """Compress a folder of videos into a Hugging Face dataset folder; resumable.
+
+    Args:
+        input_dir: videos, flat or one subfolder per class (subfolder names become `ClassLabel` names).
+        output_dir: new folder, or one from an earlier build with the same options (finished videos are kept).
+        options: `CompressionOptions`.
+        num_proc: worker processes over videos.
+        videos_per_shard: videos per parquet shard.
+        dataset_name: title of the dataset card (the folder name by default).
+
+    Returns:
+        The dataset totals written to `stats.json`.
+    """
+    options = options or CompressionOptions()
+    items, class_names = discover_videos(input_dir)
+    _check_output_dir(output_dir)
+    progress = _Progress(output_dir, options, class_names)
+    done = progress.done
+    pending = [(path, video_id, label) for path, video_id, label in items if video_id not in done]
+    logger.info("%d videos, %d already done, %d to compress", len(items), len(items) - len(pending), len(pending))
+    features = dataset_features(class_names)
+    labels = {video_id: label for _, video_id, label in items}
+    pool = ProcessPoolExecutor(num_proc) if num_proc > 1 else None
+    try:
+        with tqdm(total=len(items), initial=len(items) - len(pending), desc="compress", unit="video") as bar:
+            for start in range(0, len(pending), videos_per_shard):
+                tasks = [(path, video_id, options) for path, video_id, _ in pending[start : start + videos_per_shard]]
+                results = pool.map(_compress_task, tasks) if pool else map(_compress_task, tasks)
+                rows, stats, skipped = [], [], []
+                for (path, _, _), (video_id, row, video_stats, reason) in zip(tasks, results):
+                    bar.update()
+                    if reason is not None:
+                        logger.warning("skipped %s: %s", path, reason)
+                        skipped.append({"video_id": video_id, "path": str(path), "reason": reason})
+                        continue
+                    if class_names is not None:
+                        row["label"] = class_names.index(labels[video_id])
+                    rows.append(row)
+                    stats.append(video_stats)
+                shard = _write_shard(output_dir, len(progress.state["shards"]), rows, features) if rows else None
+                progress.add(shard, rows, stats, skipped)
+    finally:
+        if pool:
+            pool.shutdown()
+    return _finish(output_dir, progress.state, options, class_names, dataset_name)
+
+
+def _finish(output_dir, state, options, class_names, dataset_name):
+    """Write `stats.json` and the dataset card from the recorded progress."""
+    videos = [VideoStats(**{k: v for k, v in s.items() if k != "compression_factor"}) for s in state["stats"].values()]
+    totals = {
+        **dataset_totals(videos),
+        "short_videos": sum(s["frames"] < options.clip_frames for s in state["stats"].values()),
+        "skipped": state["skipped"],
+        "options": asdict(options),
+        "classes": class_names,
+    }
+    _write_atomic(Path(output_dir) / STATS_FILE, json.dumps(totals, indent=1))
+    name = dataset_name or Path(output_dir).resolve().name
+    _write_atomic(Path(output_dir) / "README.md", dataset_card(name, totals, dataset_features(class_names)))
+    return totals
