@@ -69,3 +69,13 @@ def test_dbscan_palette_size_is_what_it_finds():
     palette = fit_palette(pixels, 16, "dbscan", seed=0)
     assert len(palette) == 3
     assert np.abs(np.sort(palette.astype(int), axis=0) - np.sort(centres, axis=0)).max() <= 2
+
+
+def test_assignment_error_gives_the_reconstruction_psnr(real_frames):
+    from vidrop.compression import assign_to_palette, psnr_from_mse
+
+    palette = fit_palette(real_frames.reshape(-1, 3), 8, "kmeans", seed=0)
+    indices, squared_error = assign_to_palette(real_frames, palette, chunk_pixels=1000)
+    assert psnr_from_mse(squared_error / real_frames.size) == pytest.approx(
+        psnr_db(real_frames, palette_lookup(indices, palette)), rel=1e-6
+    )

@@ -89,22 +89,33 @@ def fit_palette(pixels, num_clusters=16, method="kmeans", seed=0):
     return palette[:MAX_PALETTE]
 
 
-def nearest_palette_indices(frames, palette, chunk_pixels=1 << 16):
-    """Index of the nearest palette colour (Euclidean RGB) of every pixel, in bounded-memory chunks.
+def assign_to_palette(frames, palette, chunk_pixels=1 << 16):
+    """Nearest palette colour (Euclidean RGB) of every pixel, in bounded-memory chunks, and the squared error.
 
     Args:
         frames: `(..., 3)` uint8.
         palette: `(P, 3)` uint8, `P <= 256`.
     Returns:
-        `(...)` uint8 indices.
+        `(indices (...) uint8, total squared error over all pixels and channels)`; the error gives the
+        reconstruction's PSNR without building the reconstruction.
     """
     pixels = frames.reshape(-1, 3)
     colours = palette.astype(np.float32)  # (P, 3)
     colour_norms = (colours**2).sum(axis=1)  # (P,)
     indices = np.empty(len(pixels), dtype=np.uint8)
+    squared_error = 0.0
     for start in range(0, len(pixels), chunk_pixels):
         chunk = pixels[start : start + chunk_pixels].astype(np.float32)  # (c, 3)
-        # ||x - p||^2 = ||x||^2 - 2 x.p + ||p||^2; ||x||^2 is the same for every p
-        distances = colour_norms[None, :] - 2.0 * chunk @ colours.T  # (c, P)
-        indices[start : start + len(chunk)] = distances.argmin(axis=1)
-    return indices.reshape(frames.shape[:-1])
+        # ||x - p||^2 = ||x||^2 - 2 x.p + ||p||^2; every term is an integer below 2^24, exact in float32
+        distances = colour_norms[None, :] - 2.0 * chunk @ colours.T  # (c, P), without ||x||^2
+        nearest = distances.argmin(axis=1)
+        indices[start : start + len(chunk)] = nearest
+        # float64 sums: the two terms are large and nearly cancel
+        nearest_distances = np.take_along_axis(distances, nearest[:, None], 1)
+        squared_error += float(nearest_distances.sum(dtype=np.float64) + (chunk**2).sum(dtype=np.float64))
+    return indices.reshape(frames.shape[:-1]), squared_error
+
+
+def nearest_palette_indices(frames, palette, chunk_pixels=1 << 16):
+    """Index of the nearest palette colour of every pixel: `(..., 3)` uint8 -> `(...)` uint8 (see `assign_to_palette`)."""
+    return assign_to_palette(frames, palette, chunk_pixels)[0]

@@ -1,18 +1,21 @@
 """The palette codec: bit-packed palette indices compressed per group of frames.
 
 A video is `(palette (P, 3) uint8, groups of compressed frames)`. Indices are packed at the smallest width in
-{1, 2, 4, 8} bits that holds `P - 1`, each group of `group_size` frames is compressed with zlib on its own,
+{1, 2, 4, 8} bits that holds `P - 1`, each group of `group_size` frames is compressed with Zstandard (through
+pyarrow, already a dependency of `datasets`) on its own,
 so that a clip is read by decompressing only the groups it touches. Decoding crops on the indices and does
 the palette lookup last, through a uint32-packed palette and `np.take`: uint8 until the end.
 """
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 BIT_WIDTHS = (1, 2, 4, 8)
-ZLIB_LEVEL = 6
+# Zstandard: about 3x faster to decompress than zlib on palette indices; level 6 is within a few % of the
+# ratio of level 9 at about half the encode time.
+GROUP_CODEC = pa.Codec("zstd", compression_level=6)
 
 
 def bit_width(palette_size):
@@ -30,18 +33,30 @@ def pack_indices(indices, bits):
     per_byte = 8 // bits
     padded = np.zeros(-(-len(flat) // per_byte) * per_byte, dtype=np.uint8)
     padded[: len(flat)] = flat
-    shifts = np.arange(8 - bits, -1, -bits, dtype=np.uint8)  # e.g. 4 bits: (4, 0)
-    return np.bitwise_or.reduce(padded.reshape(-1, per_byte) << shifts, axis=1).astype(np.uint8).tobytes()
+    lanes = padded.reshape(-1, per_byte)
+    packed = lanes[:, 0] << np.uint8(8 - bits)
+    for lane in range(1, per_byte):  # e.g. 4 bits: (first << 4) | second
+        packed |= lanes[:, lane] << np.uint8(8 - bits * (lane + 1))
+    return packed.tobytes()
+
+
+def _unpack_table(bits):
+    """`(256, 8 // bits)` uint8: the indices packed in every byte value, first value high."""
+    shifts = np.arange(8 - bits, -1, -bits, dtype=np.uint8)
+    return ((np.arange(256, dtype=np.uint8)[:, None] >> shifts) & np.uint8((1 << bits) - 1)).astype(np.uint8)
+
+
+# Each byte value's indices as one little-endian word, so unpacking is a single np.take.
+_UNPACK_WORDS = {bits: _unpack_table(bits).view(f"<u{8 // bits}").reshape(256) for bits in (1, 2, 4)}
 
 
 def unpack_indices(data, bits, count):
-    """Inverse of `pack_indices`: the first `count` uint8 indices of `data`."""
+    """Inverse of `pack_indices`: the first `count` uint8 indices of `data` (one table lookup per byte)."""
     packed = np.frombuffer(data, dtype=np.uint8)
     if bits == 8:
         return packed[:count]
-    shifts = np.arange(8 - bits, -1, -bits, dtype=np.uint8)
-    mask = np.uint8((1 << bits) - 1)
-    return ((packed[:, None] >> shifts) & mask).reshape(-1)[:count]
+    packed = packed[: -(-count * bits // 8)]
+    return np.take(_UNPACK_WORDS[bits], packed).view(np.uint8)[:count]
 
 
 @dataclass
@@ -50,7 +65,7 @@ class EncodedVideo:
 
     Attributes:
         palette: `(P, 3)` uint8.
-        groups: zlib blobs, group `g` holding frames `g * group_size` to `(g + 1) * group_size - 1`.
+        groups: Zstandard blobs, group `g` holding frames `g * group_size` to `(g + 1) * group_size - 1`.
         num_frames, height, width: the shape of the frames.
         group_size: frames per compressed group.
     """
@@ -84,7 +99,7 @@ def encode_indices(indices, palette, group_size=4):
     num_frames, height, width = indices.shape
     bits = bit_width(len(palette))
     groups = [
-        zlib.compress(pack_indices(indices[start : start + group_size], bits), ZLIB_LEVEL)
+        GROUP_CODEC.compress(pack_indices(indices[start : start + group_size], bits), asbytes=True)
         for start in range(0, num_frames, group_size)
     ]
     return EncodedVideo(np.asarray(palette, dtype=np.uint8), groups, num_frames, height, width, group_size)
@@ -105,12 +120,22 @@ def decode_indices(video, frame_indices, crop=None):
         raise ValueError(f"frame_indices {frame_indices.tolist()} out of range; allowed: 0 to {video.num_frames - 1}")
     top, left, h, w = crop if crop is not None else (0, 0, video.height, video.width)
     frame_pixels = video.height * video.width
-    groups = {}
-    for group in np.unique(frame_indices // video.group_size):
-        frames_in_group = min(video.group_size, video.num_frames - group * video.group_size)
-        unpacked = unpack_indices(zlib.decompress(video.groups[group]), video.bits, frames_in_group * frame_pixels)
-        groups[group] = unpacked.reshape(frames_in_group, video.height, video.width)[:, top : top + h, left : left + w]
-    return np.stack([groups[i // video.group_size][i % video.group_size] for i in frame_indices])
+    aligned = frame_pixels * video.bits % 8 == 0  # every frame starts on a byte: unpack only the needed ones
+    frame_bytes = frame_pixels * video.bits // 8
+    groups, frames = {}, {}
+    for frame in np.unique(frame_indices):
+        group, offset = divmod(int(frame), video.group_size)
+        if group not in groups:
+            frames_in_group = min(video.group_size, video.num_frames - group * video.group_size)
+            size = -(-frames_in_group * frame_pixels * video.bits // 8)
+            groups[group] = GROUP_CODEC.decompress(video.groups[group], decompressed_size=size, asbytes=True)
+        if aligned:
+            data, skip = groups[group][offset * frame_bytes : (offset + 1) * frame_bytes], 0
+        else:
+            data, skip = groups[group], offset * frame_pixels
+        unpacked = unpack_indices(data, video.bits, skip + frame_pixels)[skip:]
+        frames[frame] = unpacked.reshape(video.height, video.width)[top : top + h, left : left + w]
+    return np.stack([frames[i] for i in frame_indices])
 
 
 def packed_palette(palette):

@@ -5,12 +5,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 
+def psnr_from_mse(mse):
+    """PSNR in dB of 8-bit data with mean squared error `mse` (inf when 0)."""
+    return float("inf") if mse <= 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
 def psnr_db(original, reconstruction):
     """Peak signal-to-noise ratio in dB of two uint8 arrays of the same shape (inf when identical)."""
     if original.shape != reconstruction.shape:
         raise ValueError(f"shapes differ: {original.shape} and {reconstruction.shape}")
-    mse = np.mean((original.astype(np.float64) - reconstruction.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+    return psnr_from_mse(np.mean((original.astype(np.float64) - reconstruction.astype(np.float64)) ** 2))
 
 
 def compression_factor(raw_bytes, compressed_bytes):

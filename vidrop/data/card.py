@@ -11,7 +11,7 @@ FEATURE_NOTES = {
     "fps": "frame rate of the stored frames",
     "palette": "P x 3 uint8 RGB colours, row-major bytes",
     "group_size": "frames per compressed group",
-    "frame_groups": "zlib blobs of bit-packed palette indices (1, 2, 4 or 8 bits), one per group of frames",
+    "frame_groups": "Zstandard blobs of bit-packed palette indices (1, 2, 4 or 8 bits), one per group of frames",
     "short": "fewer frames than one clip: the loader pads by repetition",
     "shard": "the parquet file holding the row",
     "raw_bytes": "bytes of the frames as raw RGB",

@@ -1,6 +1,6 @@
 """Building a cluster-compressed video dataset: videos in, Hugging Face parquet shards + card + stats out.
 
-One row per video. The frames are stored as bytes (a palette and zlib blobs of bit-packed indices, see
+One row per video. The frames are stored as bytes (a palette and Zstandard blobs of bit-packed indices, see
 `vidrop.compression.codec`), never as numpy arrays. The build is resumable: `progress.json` records every
 finished shard and skipped file, shards are written under a temporary name and renamed, so a killed build
 continues where it stopped and never duplicates a video.
@@ -20,10 +20,9 @@ from datasets import ClassLabel, Dataset, Features, List, Value
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from ..compression import VideoStats, dataset_totals, encode_indices, fit_palette, nearest_palette_indices
+from ..compression import VideoStats, assign_to_palette, dataset_totals, encode_indices, fit_palette, psnr_from_mse
 from ..compression.clusterers import check_method, check_num_clusters
-from ..compression.codec import EncodedVideo, palette_lookup
-from ..compression.stats import psnr_db
+from ..compression.codec import EncodedVideo
 from .card import dataset_card
 from .video import VideoDecodeError, read_video
 
@@ -102,14 +101,14 @@ def compress_video(path, video_id, options):
     frames = decoded.frames  # (T, H, W, 3) uint8
     seed = zlib.crc32(f"{options.seed}:{video_id}".encode())  # per video, independent of the build order
     palette = fit_palette(frames.reshape(-1, 3), options.num_clusters, options.method, seed)
-    indices = nearest_palette_indices(frames, palette)  # (T, H, W) uint8
+    indices, squared_error = assign_to_palette(frames, palette)  # (T, H, W) uint8
     encoded = encode_indices(indices, palette, options.group_size)
     seconds = time.perf_counter() - start
     stats = VideoStats(
         raw_bytes=encoded.raw_bytes,
         compressed_bytes=encoded.compressed_bytes,
         source_bytes=decoded.source_bytes,
-        psnr_db=psnr_db(frames, palette_lookup(indices, palette)),
+        psnr_db=psnr_from_mse(squared_error / frames.size),
         frames=len(frames),
         encode_seconds=seconds,
         palette_size=len(palette),

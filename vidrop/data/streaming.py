@@ -7,10 +7,10 @@ normalise. The random choices of an example are drawn from a generator seeded by
 """
 
 import logging
-import zlib
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from datasets import IterableDataset, load_dataset
@@ -137,7 +137,7 @@ class ClipStream(torch.utils.data.IterableDataset):
             self.position += 1
             try:
                 sample = self._example(row, rng)
-            except (zlib.error, ValueError, KeyError, TypeError, IndexError) as error:
+            except (OSError, pa.ArrowException, ValueError, KeyError, TypeError, IndexError) as error:  # codec errors
                 where = f"video {row.get('video_id')!r} in shard {row.get('shard')!r}"
                 if not self.skip_corrupt:
                     raise CorruptDataError(f"corrupt row: {where}: {error}") from error

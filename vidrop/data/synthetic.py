@@ -45,8 +45,8 @@ def _texture(rng):
     return colour
 
 
-def render_motion(motion, rng, num_frames=32, size=64):
-    """Frames `(T, S, S, 3)` uint8 of one video of class `motion`."""
+def render_motion(motion, rng, num_frames=32, size=64, noise=2.0):
+    """Frames `(T, S, S, 3)` uint8 of one video of class `motion`, with Gaussian sensor noise of std `noise`."""
     if motion not in MOTIONS:
         raise ValueError(f"motion={motion!r} is not known; allowed: {', '.join(MOTIONS)}")
     background = _smooth_background(rng, size)
@@ -77,12 +77,12 @@ def render_motion(motion, rng, num_frames=32, size=64):
         inside = (np.abs(u) <= 1) & (np.abs(v) <= 1)
         frame = background.copy()
         frame[inside] = texture(u[inside], v[inside])
-        frame += rng.normal(0, 2.0, size=frame.shape)  # sensor noise
+        frame += rng.normal(0, noise, size=frame.shape)  # sensor noise
         frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
     return frames
 
 
-def build_synthetic_videos(root, videos_per_class=12, num_frames=32, size=64, fps=16, seed=0):
+def build_synthetic_videos(root, videos_per_class=12, num_frames=32, size=64, fps=16, seed=0, noise=2.0):
     """Write the embedded dataset as `root/<motion>/<motion>_<i>.mp4` (the class-subfolder layout).
 
     Returns the list of written paths. Existing files are kept, so a second call is cheap.
@@ -95,7 +95,7 @@ def build_synthetic_videos(root, videos_per_class=12, num_frames=32, size=64, fp
         for i in range(videos_per_class):
             path = folder / f"{motion}_{i:04d}.mp4"
             if not path.exists():
-                frames = render_motion(motion, np.random.default_rng([seed, label, i]), num_frames, size)
+                frames = render_motion(motion, np.random.default_rng([seed, label, i]), num_frames, size, noise)
                 partial = path.with_suffix(".partial.mp4")
                 write_video(partial, frames, fps)
                 partial.rename(path)

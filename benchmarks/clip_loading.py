@@ -1,0 +1,92 @@
+"""Clip loading: clips/s of 16 frames at 224x224 from the streamed compressed dataset, against PyAV
+random-access decoding of the same clips from the mp4 files, one process, same run.
+
+Claim (issue 3): at least 20x.
+
+    python benchmarks/clip_loading.py
+"""
+
+import argparse
+import sys
+import time
+
+import av
+import numpy as np
+from timing import add_common_arguments, setup
+from videos import CACHE, benchmark_videos
+
+from vidrop.compression.codec import decode_clip
+from vidrop.data import CompressionOptions, build_dataset, load_video_dataset
+from vidrop.data.shards import row_to_video
+from vidrop.data.streaming import clip_frame_indices
+
+
+def pyav_clip(path, frames):
+    """Random access as a VideoMAE-style loader does it: seek to the keyframe before the first frame, decode
+    forward, keep the clip's frames as RGB -> `(T, H, W, 3)` uint8."""
+    wanted = set(int(f) for f in frames)
+    out = {}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate)
+        container.seek(int(frames[0] / rate / stream.time_base), stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            index = round(frame.time * rate)
+            if index in wanted:
+                out[index] = frame.to_ndarray(format="rgb24")
+            if index >= frames[-1]:
+                break
+    return np.stack([out[int(f)] for f in frames])
+
+
+def main():
+    parser = add_common_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--video_frames", type=int, default=250, help="frames per video (10 s at 25 fps)")
+    parser.add_argument("--clip_frames", type=int, default=16)
+    parser.add_argument("--stride", type=int, default=2)
+    parser.add_argument("--videos_per_class", type=int, default=2)
+    parser.add_argument("--noise", type=float, default=2.0, help="sensor noise of the synthetic videos (bitrate)")
+    args = parser.parse_args()
+    setup(args)
+
+    videos = benchmark_videos(args.size, args.video_frames, args.videos_per_class, noise=args.noise)
+    dataset_dir = CACHE / f"{videos.name}-k16"
+    if not (dataset_dir / "stats.json").exists():
+        build_dataset(videos, dataset_dir, CompressionOptions(num_clusters=16), num_proc=2)
+    rng = np.random.default_rng(args.seed)
+    plans = {}  # video_id -> frame indices, the same clips for both loaders
+    for path in sorted(videos.glob("*/*.mp4")):
+        plans[f"{path.parent.name}/{path.stem}"] = (
+            path, clip_frame_indices(args.video_frames, args.clip_frames, args.stride, rng)
+        )
+
+    def run_baseline():
+        return [pyav_clip(path, frames) for path, frames in plans.values()]
+
+    dataset = load_video_dataset(dataset_dir)  # opened once, like a training run does; each pass streams it
+
+    def run_ours():
+        return [decode_clip(row_to_video(row), plans[row["video_id"]][1]) for row in dataset]
+
+    results = {}
+    for name, run in (("PyAV random access from mp4 (baseline)", run_baseline), ("ViDROP streamed compressed", run_ours)):
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            clips = run()
+            times.append(time.perf_counter() - start)
+        assert all(c.shape == (args.clip_frames, args.size, args.size, 3) for c in clips)
+        results[name] = len(clips) / float(np.median(times))
+    baseline, ours = results.values()
+    kbps = sum(p.stat().st_size for p, _ in plans.values()) * 8 / 1000 / (len(plans) * args.video_frames / 25)
+    print(f"{len(plans)} clips of {args.clip_frames} frames (stride {args.stride}) at {args.size}x{args.size} "
+          f"from {args.video_frames}-frame mp4s of {kbps:.0f} kbit/s, one process, median of {args.repeats}")
+    for name, rate in results.items():
+        print(f"{name:<42} {rate:>9.1f} clips/s")
+    print(f"ratio: {ours / baseline:.1f}x (goal >= 20x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
