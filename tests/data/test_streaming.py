@@ -123,3 +123,31 @@ def test_a_damaged_shard_file_is_a_clear_error(compressed_dataset, tmp_path):
     (copy / "data" / "train-00002.parquet").write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(CorruptDataError, match=r"damaged shards \[.*data/train-00002.parquet'\]"):
         list(_stream(copy, shuffle_buffer=0))
+
+
+def test_exact_resume_with_two_loader_workers_and_token_plans(compressed_dataset, tiny_config):
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    config = tiny_config(num_frames=4, image_size=32, small_crop_size=16, drop_rate=0.5)
+
+    def loader():
+        stream = _stream(compressed_dataset, seed=5, shuffle_buffer=4)
+        return StatefulDataLoader(stream, batch_size=2, num_workers=2, collate_fn=SSLCollator(config, seed=1))
+
+    uninterrupted = list(loader())
+    assert len(uninterrupted) == 8  # 16 clips in batches of 2 over 2 workers (2 shards each)
+    first = loader()
+    iterator = iter(first)
+    seen = [next(iterator) for _ in range(3)]
+    state = first.state_dict()
+    del iterator
+    resumed = loader()
+    resumed.load_state_dict(state)
+    rest = list(resumed)
+    assert len(seen) + len(rest) == 8
+    for a, b in zip(seen + rest, uninterrupted):
+        assert a["video_id"] == b["video_id"]
+        for key in ("global_pixel_values", "global_keep_indices", "global_mask", "small_keep_indices"):
+            assert torch.equal(a[key], b[key]), key
+    # the workers drew different token plans (the collator's seed comes from the examples)
+    assert not torch.equal(uninterrupted[0]["global_keep_indices"], uninterrupted[1]["global_keep_indices"])

@@ -6,6 +6,7 @@ normalise. The random choices of an example are drawn from a generator seeded by
 `(seed, epoch, rank, worker, position)`, so a resumed stream repeats exactly what an uninterrupted one does.
 """
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -57,7 +58,9 @@ class ClipStream(torch.utils.data.IterableDataset):
             `skipped`.
 
     `state_dict()` / `load_state_dict()` hold the epoch and the number of examples this rank (and worker)
-    has consumed; they follow the `torchdata.stateful_dataloader.StatefulDataLoader` protocol.
+    has consumed; they follow the `torchdata.stateful_dataloader.StatefulDataLoader` protocol, which saves
+    and restores them for every worker. Each example carries a `plan_seed` from which `SSLCollator` draws
+    the batch's token plans, so a resumed loader also repeats the token plans.
     """
 
     def __init__(
@@ -100,7 +103,9 @@ class ClipStream(torch.utils.data.IterableDataset):
     def _rows(self):
         dataset = split_dataset_by_node(self.dataset, rank=self.rank, world_size=self.world_size)
         dataset = dataset.shuffle(seed=self.seed + self.epoch, buffer_size=max(1, self.shuffle_buffer))
-        return dataset.skip(self.position) if self.position else dataset
+        # Skip by reading: inside a DataLoader worker the dataset yields that worker's rows only, and
+        # `position` counts exactly those (no clip is decoded for a skipped row).
+        return itertools.islice(dataset, self.position, None)
 
     def _damaged_shards(self):
         """Name the unreadable parquet files of a local dataset folder (or the dataset, when remote)."""
@@ -120,6 +125,8 @@ class ClipStream(torch.utils.data.IterableDataset):
         sample = self.transform(decode_indices(video, frames), video.palette, rng)
         sample["label"] = torch.tensor(row.get("label", -1), dtype=torch.long)
         sample["video_id"] = row["video_id"]
+        # the collator seeds the batch's token plans from its examples: exact on resume, independent per worker
+        sample["plan_seed"] = torch.tensor(int(rng.integers(1 << 62)))
         return sample
 
     def __iter__(self):
