@@ -22,7 +22,7 @@ class CompressArguments:
     short_side: int | None = field(default=None, metadata={"help": "resize so the short side has this many pixels"})
     fps: float | None = field(default=None, metadata={"help": "resample to this frame rate (default: the source's)"})
     max_frames: int | None = field(default=None, metadata={"help": "keep at most this many frames per video"})
-    group_size: int = field(default=4, metadata={"help": "frames per independently compressed group"})
+    group_size: int = field(default=1, metadata={"help": "frames per independently compressed group"})
     clip_frames: int = field(default=16, metadata={"help": "clip length; shorter videos are kept and marked short"})
     num_proc: int = field(default=1, metadata={"help": "worker processes over videos"})
     videos_per_shard: int = field(default=64, metadata={"help": "videos per parquet shard"})

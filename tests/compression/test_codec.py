@@ -79,3 +79,16 @@ def test_sizes_are_counted():
     assert video.raw_bytes == 10 * 9 * 11 * 3
     assert video.compressed_bytes == 48 + sum(len(g) for g in video.groups)
     assert len(video.groups) == 4  # 3 + 3 + 3 + 1 frames
+
+
+@pytest.mark.parametrize("palette_size", [2, 4, 16, 100])
+@pytest.mark.parametrize("crop", [None, (1, 8, 5, 8), (2, 3, 4, 5)])
+def test_every_decode_path_gives_the_palette_colours(palette_size, crop):
+    """The packed-byte lookup (aligned crops) and the unpack-then-lookup path agree with plain indexing."""
+    rng = np.random.default_rng(palette_size)
+    palette = rng.integers(0, 256, size=(palette_size, 3), dtype=np.uint8)
+    indices = rng.integers(0, palette_size, size=(7, 6, 16), dtype=np.uint8)
+    video = encode_indices(indices, palette, group_size=3)
+    top, left, h, w = crop or (0, 0, 6, 16)
+    frames = [6, 0, 3, 3]
+    assert np.array_equal(decode_clip(video, frames, crop), palette[indices[frames, top : top + h, left : left + w]])

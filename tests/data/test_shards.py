@@ -41,7 +41,7 @@ def test_dataset_folder_shards_card_and_stats(compressed_dataset, synthetic_vide
     rows = list(dataset)
     assert sorted(r["video_id"] for r in rows) == sorted(f"{p.parent.name}/{p.stem}" for p in synthetic_videos.glob("*/*.mp4"))
     assert all(dataset.features["label"].names[r["label"]] == r["video_id"].split("/")[0] for r in rows)
-    assert all(len(r["frame_groups"]) == 4 and len(r["palette"]) <= 16 * 3 for r in rows)
+    assert all(len(r["frame_groups"]) == 16 and len(r["palette"]) <= 16 * 3 for r in rows)  # a group per frame
 
 
 def test_flat_folder_has_no_labels(synthetic_videos, tmp_path):

@@ -92,7 +92,7 @@ class EncodedVideo:
         return self.num_frames * self.height * self.width * 3
 
 
-def encode_indices(indices, palette, group_size=4):
+def encode_indices(indices, palette, group_size=1):
     """Pack and compress `(T, H, W)` uint8 palette indices -> `EncodedVideo`."""
     if group_size < 1:
         raise ValueError(f"group_size={group_size} is not allowed; allowed: >= 1")
@@ -105,6 +105,46 @@ def encode_indices(indices, palette, group_size=4):
     return EncodedVideo(np.asarray(palette, dtype=np.uint8), groups, num_frames, height, width, group_size)
 
 
+def _check_frames(video, frame_indices):
+    frame_indices = np.asarray(frame_indices, dtype=np.int64)
+    if frame_indices.size and (frame_indices.min() < 0 or frame_indices.max() >= video.num_frames):
+        raise ValueError(f"frame_indices {frame_indices.tolist()} out of range; allowed: 0 to {video.num_frames - 1}")
+    return frame_indices
+
+
+def _frame_bytes(video, frame_indices):
+    """`{frame: packed bytes of that frame}` for the unique frames asked for, decompressing each group once.
+
+    Only for videos whose frames start on a byte boundary (`H * W * bits % 8 == 0`).
+    """
+    frame_bytes = video.height * video.width * video.bits // 8
+    groups, frames = {}, {}
+    for frame in np.unique(frame_indices):
+        group, offset = divmod(int(frame), video.group_size)
+        if group not in groups:
+            frames_in_group = min(video.group_size, video.num_frames - group * video.group_size)
+            size = frames_in_group * frame_bytes
+            groups[group] = GROUP_CODEC.decompress(video.groups[group], decompressed_size=size, asbytes=True)
+        frames[frame] = groups[group][offset * frame_bytes : (offset + 1) * frame_bytes]
+    return frames
+
+
+def _unaligned_frame_indices(video, frame_indices):
+    """`{frame: (H, W) uint8 indices}` for videos whose frames do not start on a byte boundary."""
+    frame_pixels = video.height * video.width
+    groups = {}
+    for group in np.unique(frame_indices // video.group_size):
+        frames_in_group = min(video.group_size, video.num_frames - group * video.group_size)
+        count = frames_in_group * frame_pixels
+        data = GROUP_CODEC.decompress(video.groups[group], decompressed_size=-(-count * video.bits // 8), asbytes=True)
+        groups[group] = unpack_indices(data, video.bits, count).reshape(frames_in_group, video.height, video.width)
+    return {int(f): groups[f // video.group_size][f % video.group_size] for f in np.unique(frame_indices)}
+
+
+def _aligned(video):
+    return video.height * video.width * video.bits % 8 == 0
+
+
 def decode_indices(video, frame_indices, crop=None):
     """Palette indices of the frames `frame_indices` (any order, repeats allowed), decompressing only their groups.
 
@@ -115,27 +155,17 @@ def decode_indices(video, frame_indices, crop=None):
     Returns:
         `(len(frame_indices), h, w)` uint8 indices.
     """
-    frame_indices = np.asarray(frame_indices, dtype=np.int64)
-    if frame_indices.size and (frame_indices.min() < 0 or frame_indices.max() >= video.num_frames):
-        raise ValueError(f"frame_indices {frame_indices.tolist()} out of range; allowed: 0 to {video.num_frames - 1}")
+    frame_indices = _check_frames(video, frame_indices)
     top, left, h, w = crop if crop is not None else (0, 0, video.height, video.width)
-    frame_pixels = video.height * video.width
-    aligned = frame_pixels * video.bits % 8 == 0  # every frame starts on a byte: unpack only the needed ones
-    frame_bytes = frame_pixels * video.bits // 8
-    groups, frames = {}, {}
-    for frame in np.unique(frame_indices):
-        group, offset = divmod(int(frame), video.group_size)
-        if group not in groups:
-            frames_in_group = min(video.group_size, video.num_frames - group * video.group_size)
-            size = -(-frames_in_group * frame_pixels * video.bits // 8)
-            groups[group] = GROUP_CODEC.decompress(video.groups[group], decompressed_size=size, asbytes=True)
-        if aligned:
-            data, skip = groups[group][offset * frame_bytes : (offset + 1) * frame_bytes], 0
-        else:
-            data, skip = groups[group], offset * frame_pixels
-        unpacked = unpack_indices(data, video.bits, skip + frame_pixels)[skip:]
-        frames[frame] = unpacked.reshape(video.height, video.width)[top : top + h, left : left + w]
-    return np.stack([frames[i] for i in frame_indices])
+    if _aligned(video):  # unpack only the needed frames
+        packed = _frame_bytes(video, frame_indices)
+        frames = {
+            f: unpack_indices(data, video.bits, video.height * video.width).reshape(video.height, video.width)
+            for f, data in packed.items()
+        }
+    else:
+        frames = _unaligned_frame_indices(video, frame_indices)
+    return np.stack([frames[i][top : top + h, left : left + w] for i in frame_indices])
 
 
 def packed_palette(palette):
@@ -151,6 +181,38 @@ def palette_lookup(indices, palette):
     return words.view(np.uint8).reshape(*indices.shape, 4)[..., :3]
 
 
+def _packed_lookup_table(palette, bits):
+    """`(256,)` table of `4 * 8 // bits`-byte entries: the colours (as `packed_palette` words) of the pixels
+    packed in each byte value, as one opaque item so that a single fancy-indexing gather fetches them all."""
+    words = np.zeros(1 << bits, dtype="<u4")
+    words[: len(palette)] = packed_palette(palette)
+    table = np.ascontiguousarray(words[_unpack_table(bits)])  # (256, 8 // bits) uint32
+    return table.view(np.dtype((np.void, table.shape[1] * 4))).reshape(256)
+
+
 def decode_clip(video, frame_indices, crop=None):
-    """RGB frames of a clip: decompress the needed groups, crop on the indices, look up the palette -> `(T, h, w, 3)` uint8."""
-    return palette_lookup(decode_indices(video, frame_indices, crop), video.palette)
+    """RGB frames of a clip: decompress the needed groups, crop on the indices, look up the palette.
+
+    When rows and the crop's columns start on byte boundaries (always for uncropped 1/2/4-bit videos of even
+    width), the colours are looked up straight from the packed bytes, several pixels per table entry.
+
+    Returns:
+        `(T, h, w, 3)` uint8.
+    """
+    top, left, h, w = crop if crop is not None else (0, 0, video.height, video.width)
+    bits = video.bits
+    byte_aligned = all(x * bits % 8 == 0 for x in (video.width, left, w))
+    if bits == 8 or not byte_aligned:
+        return palette_lookup(decode_indices(video, frame_indices, crop), video.palette)
+    frame_indices = _check_frames(video, frame_indices)
+    table = _packed_lookup_table(video.palette, bits)  # (256,) entries of 8 // bits colour words
+    row_bytes, per_byte = video.width * bits // 8, 8 // bits
+    packed = {
+        f: np.frombuffer(data, dtype=np.uint8).reshape(video.height, row_bytes)[
+            top : top + h, left // per_byte : (left + w) // per_byte
+        ]
+        for f, data in _frame_bytes(video, frame_indices).items()
+    }
+    cropped = np.stack([packed[i] for i in frame_indices])  # (T, h, w / per_byte) packed bytes
+    words = table[cropped]  # (T, h, w / per_byte) entries; fancy indexing beats np.take for these items
+    return words.view(np.uint8).reshape(len(frame_indices), h, w, 4)[..., :3]
