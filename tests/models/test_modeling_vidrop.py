@@ -43,7 +43,8 @@ def test_sparse_with_all_tokens_kept_equals_dense_exactly(tiny_config, clip_batc
 def test_patch_embedding_equals_the_conv3d(tiny_config, clip_batch):
     model = _model(tiny_config())
     clips = clip_batch()
-    conv = model.embeddings.patch_embeddings.projection(clips.permute(0, 2, 1, 3, 4))  # (B, D, T', H', W')
+    projection = model.embeddings.patch_embeddings.projection
+    conv = nn.functional.conv3d(clips.permute(0, 2, 1, 3, 4), projection.weight, projection.bias, stride=(2, 8, 8))
     expected = conv.flatten(2).transpose(1, 2)  # (B, N, D), index (t * H' + h) * W' + w
     keep = torch.arange(32).expand(2, 32)
     torch.testing.assert_close(model.embeddings.patch_embeddings(clips, keep), expected, rtol=1e-5, atol=1e-5)

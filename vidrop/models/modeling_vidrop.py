@@ -75,6 +75,18 @@ def drop_path(x, drop_prob, training):
     return x * x.new_empty(shape).bernoulli_(keep_prob) / keep_prob
 
 
+class VidropTubeletProjection(nn.Conv3d):
+    """The tubelet embedding's Conv3d (kernel = stride), applied as a matrix product to flattened tubelets.
+
+    Keeping the `nn.Conv3d` parameters keeps the checkpoint layout of VideoMAE-style models; calling it as a
+    module (not reading its weight from the parent) lets ZeRO-3 gather its parameters in its own forward hook.
+    """
+
+    def forward(self, tubelets):
+        """`(B, K, C * t * p * p)` tubelets, flattened in `(C, t, p, p)` order -> `(B, K, D)`."""
+        return F.linear(tubelets.to(self.weight.dtype), self.weight.flatten(1), self.bias)
+
+
 class VidropPatchEmbeddings(nn.Module):
     """Tubelet embedding, a Conv3d with kernel = stride `(t, p, p)`, applied only to the tubelets asked for.
 
@@ -88,7 +100,9 @@ class VidropPatchEmbeddings(nn.Module):
         self.patch_size = config.patch_size
         self.num_channels = config.num_channels
         kernel = (config.tubelet_size, config.patch_size, config.patch_size)
-        self.projection = nn.Conv3d(config.num_channels, config.hidden_size, kernel_size=kernel, stride=kernel)
+        self.projection = VidropTubeletProjection(
+            config.num_channels, config.hidden_size, kernel_size=kernel, stride=kernel
+        )
 
     def grid(self, pixel_values):
         """The token grid `(T', H', W')` of `pixel_values` `(B, T, C, H, W)`, after checking its shape."""
@@ -121,8 +135,7 @@ class VidropPatchEmbeddings(nn.Module):
         index_w = keep_indices % grid_w
         batch_index = torch.arange(batch, device=keep_indices.device)[:, None]
         kept = tubelets[batch_index, index_t, index_h, index_w].flatten(2)  # (B, K, C*t*p*p)
-        weight = self.projection.weight
-        return F.linear(kept.to(weight.dtype), weight.flatten(1), self.projection.bias)  # (B, K, D)
+        return self.projection(kept)  # (B, K, D)
 
 
 class VidropEmbeddings(nn.Module):

@@ -1,0 +1,51 @@
+"""The EMA teacher under DeepSpeed ZeRO-1, 2 and 3: real processes through the launcher, 2 ranks on CPU."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+WORKER = Path(__file__).with_name("ema_worker.py")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The same training in one plain process on the whole global batch."""
+    output = tmp_path_factory.mktemp("reference") / "run"
+    subprocess.run([sys.executable, str(WORKER), "--output", str(output)], check=True, capture_output=True)
+    return load_file(f"{output}.safetensors"), json.loads(Path(f"{output}.json").read_text())
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_teacher_under_zero_matches_the_single_process_reference(stage, reference, tmp_path):
+    output = tmp_path / "run"
+    command = ["deepspeed", "--num_gpus", "2", "--master_port", str(_free_port()), str(WORKER),
+               "--stage", str(stage), "--output", str(output)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    teacher, log = load_file(f"{output}.safetensors"), json.loads(Path(f"{output}.json").read_text())
+    reference_teacher, reference_log = reference
+    assert set(teacher) == set(reference_teacher)
+    for name, value in reference_teacher.items():
+        assert (teacher[name] - value).abs().max() < 1e-5, name
+    assert log["losses"] == pytest.approx(reference_log["losses"], rel=1e-5)
+    assert log["losses"][-1] < log["losses"][0]  # it trains
+
+
+def test_momentum_out_of_range_is_refused(tiny_config):
+    from vidrop.ssl import SelfDistillation
+    from vidrop.training.ema import update_teacher_from_engine
+
+    with pytest.raises(ValueError, match=r"momentum=-0.1 is out of range; allowed: \[0, 1\]"):
+        update_teacher_from_engine(SelfDistillation(tiny_config()), -0.1)

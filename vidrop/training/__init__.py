@@ -1,0 +1,1 @@
+"""DeepSpeed training: the only package of ViDROP that imports deepspeed."""
