@@ -13,7 +13,7 @@ import time
 import av
 import numpy as np
 from timing import add_common_arguments, setup
-from videos import CACHE, benchmark_videos
+from videos import CACHE, add_video_arguments, benchmark_videos
 
 from vidrop.compression.codec import decode_clip
 from vidrop.data import CompressionOptions, build_dataset, load_video_dataset
@@ -46,14 +46,14 @@ def main():
     parser.add_argument("--clip_frames", type=int, default=16)
     parser.add_argument("--stride", type=int, default=2)
     parser.add_argument("--videos_per_class", type=int, default=2)
-    parser.add_argument("--noise", type=float, default=2.0, help="sensor noise of the synthetic videos (bitrate)")
+    add_video_arguments(parser)
     args = parser.parse_args()
     setup(args)
 
     videos = benchmark_videos(args.size, args.video_frames, args.videos_per_class, noise=args.noise)
-    dataset_dir = CACHE / f"{videos.name}-k16"
+    dataset_dir = CACHE / f"{videos.name}-k{args.num_clusters}"
     if not (dataset_dir / "stats.json").exists():
-        build_dataset(videos, dataset_dir, CompressionOptions(num_clusters=16), num_proc=2)
+        build_dataset(videos, dataset_dir, CompressionOptions(num_clusters=args.num_clusters), num_proc=2)
     rng = np.random.default_rng(args.seed)
     plans = {}  # video_id -> frame indices, the same clips for both loaders
     for path in sorted(videos.glob("*/*.mp4")):

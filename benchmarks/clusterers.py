@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 from timing import add_common_arguments, setup
-from videos import benchmark_videos
+from videos import add_video_arguments, benchmark_videos
 
 from vidrop.compression import CLUSTERERS, encode_indices, fit_palette, nearest_palette_indices, palette_lookup
 from vidrop.compression import psnr_db
@@ -19,8 +19,7 @@ from vidrop.data.video import read_video
 
 def main():
     parser = add_common_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
-    parser.add_argument("--num_clusters", type=int, default=16)
-    parser.add_argument("--noise", type=float, default=8.0)
+    add_video_arguments(parser)
     args = parser.parse_args()
     setup(args)
     clips = [read_video(p).frames for p in sorted(benchmark_videos(224, 64, 2, noise=args.noise).glob("*/*.mp4"))]

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from timing import add_common_arguments, setup
-from videos import benchmark_videos
+from videos import add_video_arguments, benchmark_videos
 
 from vidrop.data import CompressionOptions, build_dataset
 from vidrop.data.video import read_video
@@ -22,8 +22,7 @@ from vidrop.data.video import read_video
 
 def main():
     parser = add_common_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
-    parser.add_argument("--num_clusters", type=int, default=16)
-    parser.add_argument("--noise", type=float, default=8.0)
+    add_video_arguments(parser)
     parser.add_argument("--source_size", type=int, default=256)
     parser.add_argument("--short_side", type=int, default=224)
     args = parser.parse_args()

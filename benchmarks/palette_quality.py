@@ -12,7 +12,7 @@ import sys
 import numpy as np
 from PIL import Image
 from timing import add_common_arguments, setup
-from videos import benchmark_videos
+from videos import add_video_arguments, benchmark_videos
 
 from vidrop.compression import fit_palette, nearest_palette_indices, palette_lookup, psnr_db
 from vidrop.data.video import read_video
@@ -28,8 +28,7 @@ def median_cut(frames, colours):
 
 def main():
     parser = add_common_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
-    parser.add_argument("--num_clusters", type=int, default=16)
-    parser.add_argument("--noise", type=float, default=8.0)
+    add_video_arguments(parser)
     args = parser.parse_args()
     setup(args)
     videos = sorted(benchmark_videos(224, 64, 2, noise=args.noise).glob("*/*.mp4"))

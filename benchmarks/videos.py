@@ -20,3 +20,10 @@ def benchmark_videos(size=224, num_frames=64, videos_per_class=2, fps=25, noise=
         root, videos_per_class=videos_per_class, num_frames=num_frames, size=size, fps=fps, noise=noise
     )
     return root
+
+
+def add_video_arguments(parser):
+    """`--num_clusters` and `--noise` for the benchmarks that compress the synthetic videos."""
+    parser.add_argument("--num_clusters", type=int, default=16)
+    parser.add_argument("--noise", type=float, default=8.0, help="sensor noise of the synthetic videos (bitrate)")
+    return parser
