@@ -103,7 +103,7 @@ def test_resume_after_a_kill_redoes_nothing_and_duplicates_nothing(synthetic_vid
     process.wait()
     finished = json.loads(progress.read_text())["shards"]
     assert 3 <= len(finished) < 16, "the build was killed part-way"
-    before = {s["file"]: (output / s["file"]).stat().st_mtime_ns for s in finished}
+    before = {f: (output / f).stat().st_mtime_ns for f in finished}
     # the same settings resume; other settings are refused
     with pytest.raises(ValueError, match="output_dir was built with options"):
         build_dataset(synthetic_videos, output, CompressionOptions(method="kmeans"))
@@ -131,3 +131,13 @@ def test_launcher_help_documents_every_option():
                    "--max_frames", "--num_proc", "--seed"):
         assert option in result.stdout, option
     assert "palette size K per video, 2 to 256" in result.stdout
+
+
+def test_progress_file_stays_small_and_stats_come_from_the_shards(compressed_dataset):
+    progress = json.loads((compressed_dataset / "progress.json").read_text())
+    assert progress["shards"] == [f"data/train-{i:05d}.parquet" for i in range(4)]
+    assert set(progress) == {"options", "classes", "shards", "skipped"}  # no per-video entries
+    rows = _rows(compressed_dataset)
+    stats = json.loads((compressed_dataset / "stats.json").read_text())
+    assert stats["compressed_bytes"] == sum(r["compressed_bytes"] for r in rows)
+    assert stats["encode_seconds"] == pytest.approx(sum(r["encode_seconds"] for r in rows), rel=1e-5)

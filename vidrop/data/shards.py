@@ -2,7 +2,7 @@
 
 One row per video. The frames are stored as bytes (a palette and Zstandard blobs of bit-packed indices, see
 `vidrop.compression.codec`), never as numpy arrays. The build is resumable: `progress.json` records every
-finished shard and skipped file, shards are written under a temporary name and renamed, so a killed build
+finished shard file and skipped file, shards are written under a temporary name and renamed, so a killed build
 continues where it stopped and never duplicates a video.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import ClassLabel, Dataset, Features, List, Value
 from threadpoolctl import threadpool_limits
@@ -96,7 +97,11 @@ def row_to_video(row):
 
 
 def compress_video(path, video_id, options):
-    """Decode, cluster, encode one video -> `(row without shard/label, VideoStats)`; raises `VideoDecodeError`."""
+    """Decode, cluster and encode one video -> its dataset row (without `shard` and `label`), statistics included.
+
+    Raises:
+        VideoDecodeError: the file is not a decodable video.
+    """
     start = time.perf_counter()
     decoded = read_video(path, options.short_side, options.fps, options.max_frames)
     frames = decoded.frames  # (T, H, W, 3) uint8
@@ -104,17 +109,7 @@ def compress_video(path, video_id, options):
     palette = fit_palette(frames.reshape(-1, 3), options.num_clusters, options.method, seed)
     indices, squared_error = assign_to_palette(frames, palette)  # (T, H, W) uint8
     encoded = encode_indices(indices, palette, options.group_size)
-    seconds = time.perf_counter() - start
-    stats = VideoStats(
-        raw_bytes=encoded.raw_bytes,
-        compressed_bytes=encoded.compressed_bytes,
-        source_bytes=decoded.source_bytes,
-        psnr_db=psnr_from_mse(squared_error / frames.size),
-        frames=len(frames),
-        encode_seconds=seconds,
-        palette_size=len(palette),
-    )
-    row = {
+    return {
         "video_id": video_id,
         "num_frames": encoded.num_frames,
         "height": encoded.height,
@@ -124,13 +119,12 @@ def compress_video(path, video_id, options):
         "group_size": encoded.group_size,
         "frame_groups": encoded.groups,
         "short": len(frames) < options.clip_frames,
-        "raw_bytes": stats.raw_bytes,
-        "compressed_bytes": stats.compressed_bytes,
-        "source_bytes": stats.source_bytes,
-        "psnr_db": min(stats.psnr_db, 1e4),  # lossless rows store a large finite PSNR
-        "encode_seconds": seconds,
+        "raw_bytes": encoded.raw_bytes,
+        "compressed_bytes": encoded.compressed_bytes,
+        "source_bytes": decoded.source_bytes,
+        "psnr_db": psnr_from_mse(squared_error / frames.size),  # inf for a lossless palette
+        "encode_seconds": time.perf_counter() - start,
     }
-    return row, stats
 
 
 def discover_videos(input_dir):
@@ -145,6 +139,9 @@ def discover_videos(input_dir):
     visible = sorted(p for p in input_dir.iterdir() if not p.name.startswith("."))
     class_dirs = [p for p in visible if p.is_dir()]
     if class_dirs:
+        stray = [p.name for p in visible if p.is_file()]
+        if stray:
+            logger.warning("class layout: ignoring %d files directly in %s: %s", len(stray), input_dir, stray[:5])
         class_names = [d.name for d in class_dirs]
         items = [
             (p, f"{d.name}/{p.stem}", d.name)
@@ -168,17 +165,22 @@ def _compress_task(args):
     # sums do not depend on the thread count, so a parallel build writes the same rows as a serial one.
     with threadpool_limits(1):
         try:
-            return video_id, *compress_video(path, video_id, options), None
+            return video_id, compress_video(path, video_id, options), None
         except VideoDecodeError as error:
-            return video_id, None, None, str(error)
+            return video_id, None, str(error)
 
 
 class _Progress:
-    """`progress.json`: options, classes, finished shards with their video ids and stats, skipped files."""
+    """`progress.json`: options, classes, the finished shard files and the skipped files.
+
+    It stays small whatever the dataset size: which videos a shard holds, and their statistics, are read
+    back from the shards themselves.
+    """
 
     def __init__(self, output_dir, options, class_names):
-        self.path = Path(output_dir) / PROGRESS_FILE
-        fresh = {"options": asdict(options), "classes": class_names, "shards": [], "skipped": [], "stats": {}}
+        self.output_dir = Path(output_dir)
+        self.path = self.output_dir / PROGRESS_FILE
+        fresh = {"options": asdict(options), "classes": class_names, "shards": [], "skipped": []}
         self.state = json.loads(self.path.read_text()) if self.path.exists() else fresh
         for key in ("options", "classes"):
             if self.state[key] != fresh[key]:
@@ -187,15 +189,20 @@ class _Progress:
                     "allowed: the same settings to resume, or a new output_dir"
                 )
 
+    def shard_columns(self, columns):
+        """The `columns` of every finished shard, as one `pyarrow.Table` (None before the first shard)."""
+        tables = [pq.read_table(self.output_dir / shard, columns=columns) for shard in self.state["shards"]]
+        return pa.concat_tables(tables) if tables else None
+
     @property
     def done(self):
-        ids = {video_id for shard in self.state["shards"] for video_id in shard["video_ids"]}
+        table = self.shard_columns(["video_id"])
+        ids = set(table.column("video_id").to_pylist()) if table is not None else set()
         return ids | {item["video_id"] for item in self.state["skipped"]}
 
-    def add(self, shard_file, rows, stats, skipped):
+    def add(self, shard_file, skipped):
         if shard_file is not None:
-            self.state["shards"].append({"file": shard_file, "video_ids": [r["video_id"] for r in rows]})
-        self.state["stats"].update({r["video_id"]: s.to_dict() for r, s in zip(rows, stats)})
+            self.state["shards"].append(shard_file)
         self.state["skipped"].extend(skipped)
         _write_atomic(self.path, json.dumps(self.state, indent=1))
 
@@ -262,8 +269,8 @@ def build_dataset(input_dir, output_dir, options=None, num_proc=1, videos_per_sh
             for start in range(0, len(pending), videos_per_shard):
                 tasks = [(path, video_id, options) for path, video_id, _ in pending[start : start + videos_per_shard]]
                 results = pool.map(_compress_task, tasks) if pool else map(_compress_task, tasks)
-                rows, stats, skipped = [], [], []
-                for (path, _, _), (video_id, row, video_stats, reason) in zip(tasks, results):
+                rows, skipped = [], []
+                for (path, _, _), (video_id, row, reason) in zip(tasks, results):
                     bar.update()
                     if reason is not None:
                         logger.warning("skipped %s: %s", path, reason)
@@ -272,22 +279,37 @@ def build_dataset(input_dir, output_dir, options=None, num_proc=1, videos_per_sh
                     if class_names is not None:
                         row["label"] = class_names.index(labels[video_id])
                     rows.append(row)
-                    stats.append(video_stats)
                 shard = _write_shard(output_dir, len(progress.state["shards"]), rows, features) if rows else None
-                progress.add(shard, rows, stats, skipped)
+                progress.add(shard, skipped)
     finally:
         if pool:
             pool.shutdown()
-    return _finish(output_dir, progress.state, options, class_names, dataset_name)
+    return _finish(output_dir, progress, options, class_names, dataset_name)
 
 
-def _finish(output_dir, state, options, class_names, dataset_name):
-    """Write `stats.json` and the dataset card from the recorded progress."""
-    videos = [VideoStats(**{k: v for k, v in s.items() if k != "compression_factor"}) for s in state["stats"].values()]
+STATS_COLUMNS = ("raw_bytes", "compressed_bytes", "source_bytes", "psnr_db", "num_frames", "encode_seconds", "palette", "short")
+
+
+def _finish(output_dir, progress, options, class_names, dataset_name):
+    """Write `stats.json` and the dataset card from the statistics columns of the shards."""
+    table = progress.shard_columns(list(STATS_COLUMNS))
+    rows = table.to_pylist() if table is not None else []
+    videos = [
+        VideoStats(
+            raw_bytes=r["raw_bytes"],
+            compressed_bytes=r["compressed_bytes"],
+            source_bytes=r["source_bytes"],
+            psnr_db=r["psnr_db"],
+            frames=r["num_frames"],
+            encode_seconds=r["encode_seconds"],
+            palette_size=len(r["palette"]) // 3,
+        )
+        for r in rows
+    ]
     totals = {
         **dataset_totals(videos),
-        "short_videos": sum(s["frames"] < options.clip_frames for s in state["stats"].values()),
-        "skipped": state["skipped"],
+        "short_videos": sum(r["short"] for r in rows),
+        "skipped": progress.state["skipped"],
         "options": asdict(options),
         "classes": class_names,
     }
