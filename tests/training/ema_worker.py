@@ -4,6 +4,7 @@ few steps on fixed batches and writes the teacher and the losses to `--output` (
 import argparse
 import json
 import math
+from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
@@ -74,14 +75,13 @@ def main():
 
         deepspeed.init_distributed()
         rank, world_size = dist.get_rank(), dist.get_world_size()
-        ds_config = {
-            "train_micro_batch_size_per_gpu": GLOBAL_BATCH // world_size,
-            "gradient_accumulation_steps": 1,
-            "zero_optimization": {"stage": args.stage},
-            "zero_allow_untested_optimizer": True,
-            "gradient_clipping": 0.0,  # DeepSpeed clips at 1.0 unless told otherwise; the reference does not clip
-            "steps_per_print": 10**9,
-        }
+        with open(Path(__file__).resolve().parents[2] / "ds_configs" / f"zero{args.stage}.json") as f:
+            ds_config = json.load(f)  # the repository's recipe for this stage
+        ds_config.update(
+            train_micro_batch_size_per_gpu=GLOBAL_BATCH // world_size,
+            gradient_clipping=0.0,  # the reference does not clip
+            bf16={"enabled": False},  # CPU: fp32
+        )
         engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
         for batch in global_batches(config, args.steps):
             loss, _ = engine(shard(batch, rank, world_size))

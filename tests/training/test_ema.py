@@ -49,3 +49,15 @@ def test_momentum_out_of_range_is_refused(tiny_config):
 
     with pytest.raises(ValueError, match=r"momentum=-0.1 is out of range; allowed: \[0, 1\]"):
         update_teacher_from_engine(SelfDistillation(tiny_config()), -0.1)
+
+
+def test_ds_configs_are_concrete_and_clip_explicitly():
+    configs = sorted((Path(__file__).resolve().parents[2] / "ds_configs").glob("*.json"))
+    assert [c.name for c in configs] == ["zero1.json", "zero2.json", "zero3.json", "zero3_offload.json"]
+    for path in configs:
+        text = path.read_text()
+        assert '"auto"' not in text, path.name  # raw deepspeed.initialize rejects "auto"
+        config = json.loads(text)
+        assert config["gradient_clipping"] > 0, path.name  # DeepSpeed would silently clip at 1.0 otherwise
+        assert "train_batch_size" not in config  # derived from micro batch x accumulation x ranks
+    assert json.loads(configs[3].read_text())["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
