@@ -1,0 +1,135 @@
+"""Arguments of `launchers/pretrain.py`: dataclasses parsed by `transformers.HfArgumentParser`, from the command
+line or a recipe file (`--config recipe.yaml|json`, the command line overriding it)."""
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+
+import yaml
+from transformers import HfArgumentParser
+
+from ..models import PRESETS, VidropConfig
+
+DEFAULT_OUTPUT_DIR = "outputs/demo"
+DEFAULT_DATASET = "outputs/data/synthetic"
+# The embedded default: a ViT-T of 6 blocks on 8-frame 64x64 clips of the synthetic dataset, sized to finish
+# on 2 CPU cores in minutes. Recipes in recipes/ set the paper's sizes.
+DEMO_OVERRIDES = (
+    "num_hidden_layers=6,num_frames=8,image_size=64,patch_size=8,small_crop_size=32,"
+    "num_prototypes=1024,num_patch_prototypes=1024,head_hidden_size=512,head_bottleneck_size=128"
+)
+
+
+@dataclass
+class ModelArguments:
+    """Which model to pre-train."""
+
+    preset: str = field(default="tiny", metadata={"help": f"backbone size: {', '.join(PRESETS)}"})
+    config_overrides: str = field(
+        default=DEMO_OVERRIDES,
+        metadata={"help": "VidropConfig fields as 'name=value,...', e.g. 'drop_rate=0.9,loss_type=mse' (JSON values)"},
+    )
+    init_from: str | None = field(default=None, metadata={"help": "an HF VidropModel folder to start from"})
+
+    def vidrop_config(self):
+        """The `VidropConfig`: the preset (or `init_from`'s config) with the overrides applied."""
+        overrides = parse_overrides(self.config_overrides)
+        if self.init_from:
+            base = VidropConfig.from_pretrained(self.init_from).to_dict()
+            return VidropConfig(**{**base, **overrides})
+        return VidropConfig.from_preset(self.preset, **overrides)
+
+
+@dataclass
+class DataArguments:
+    """Where clips come from."""
+
+    train_dataset: str = field(
+        default=DEFAULT_DATASET,
+        metadata={"help": "compressed dataset folder or Hub repo id; the default is built (synthetic) if absent"},
+    )
+    eval_dataset: str | None = field(default=None, metadata={"help": "labelled dataset for the final evaluation"})
+    frame_stride: int = field(default=2, metadata={"help": "frames between the frames of a clip"})
+    shuffle_buffer: int = field(default=64, metadata={"help": "streaming shuffle buffer (0: shard order only)"})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per rank"})
+    skip_corrupt: bool = field(default=False, metadata={"help": "skip and count corrupt rows instead of stopping"})
+
+
+@dataclass
+class TrainArguments:
+    """How to train: engine, optimisation schedules, logging and checkpoints."""
+
+    output_dir: str = field(default=DEFAULT_OUTPUT_DIR, metadata={"help": "checkpoints, logs, exports, summary"})
+    deepspeed: str = field(default="ds_configs/zero2.json", metadata={"help": "DeepSpeed JSON (see ds_configs/)"})
+    micro_batch_size: int = field(default=4, metadata={"help": "clips per rank per micro step"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro steps per optimizer step"})
+    max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
+    learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate"})
+    min_learning_rate: float = field(default=1e-6, metadata={"help": "learning rate at the end of the cosine"})
+    warmup_steps: int = field(default=20, metadata={"help": "linear learning-rate warm-up steps"})
+    weight_decay: float = field(default=0.04, metadata={"help": "weight decay at step 0"})
+    final_weight_decay: float = field(default=0.2, metadata={"help": "weight decay at the last step (cosine)"})
+    momentum: float = field(default=0.99, metadata={"help": "EMA teacher momentum at step 0"})
+    final_momentum: float = field(default=1.0, metadata={"help": "EMA teacher momentum at the last step (cosine)"})
+    teacher_temperature: float = field(default=0.07, metadata={"help": "teacher temperature after warm-up"})
+    warmup_teacher_temperature: float = field(default=0.04, metadata={"help": "teacher temperature at step 0"})
+    teacher_temperature_warmup_steps: int = field(default=30, metadata={"help": "teacher temperature warm-up"})
+    seed: int = field(default=0, metadata={"help": "seed of weights, data order, crops and token plans"})
+    logging_steps: int = field(default=10, metadata={"help": "steps between TensorBoard scalars"})
+    save_steps: int = field(default=100, metadata={"help": "steps between checkpoints (and one at the end)"})
+    resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint"})
+    local_rank: int = field(default=-1, metadata={"help": "set by the DeepSpeed launcher"})
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, TrainArguments)
+
+
+def parse_overrides(text):
+    """`'a=1,b=mse'` -> `{"a": 1, "b": "mse"}`; values are JSON when they parse as JSON, strings otherwise."""
+    overrides = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if "=" not in item:
+            raise ValueError(f"config_overrides item {item!r} has no '='; allowed: 'name=value,...'")
+        name, value = item.split("=", 1)
+        try:
+            overrides[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[name.strip()] = value
+    unknown = set(overrides) - set(VidropConfig().to_dict())
+    if unknown:
+        raise ValueError(f"config_overrides names unknown VidropConfig fields {sorted(unknown)}")
+    return overrides
+
+
+def parse_arguments(argv=None):
+    """Parse the command line, after the recipe file given by `--config` (unknown keys are errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe = {}
+    if "--config" in argv:
+        index = argv.index("--config")
+        path = argv[index + 1] if index + 1 < len(argv) else None
+        if path is None:
+            raise ValueError("--config needs a recipe file (.yaml, .yml or .json)")
+        del argv[index : index + 2]
+        try:
+            with open(path) as f:
+                recipe = (yaml.safe_load(f) if path.endswith((".yaml", ".yml")) else json.load(f)) or {}
+        except (OSError, ValueError, yaml.YAMLError) as error:
+            raise ValueError(f"cannot read the recipe {path!r}: {error}") from error
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    known = {f for cls in ARGUMENT_CLASSES for f in cls.__dataclass_fields__}
+    unknown = set(recipe) - known
+    if unknown:
+        raise ValueError(f"recipe {path!r} has unknown keys {sorted(unknown)}")
+    recipe_argv = []
+    for key, value in recipe.items():
+        if isinstance(value, bool):
+            recipe_argv += [f"--{key}", str(value)]
+        elif value is not None:
+            recipe_argv += [f"--{key}", json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
+    return parser.parse_args_into_dataclasses(recipe_argv + argv)
+
+
+def resolved(model_args, data_args, train_args):
+    """One JSON-serialisable dict of every argument (recorded next to the outputs)."""
+    return {"model": asdict(model_args), "data": asdict(data_args), "train": asdict(train_args)}

@@ -1,0 +1,214 @@
+"""The pre-training loop: data -> SelfDistillation under a DeepSpeed engine -> EMA teacher, with schedules,
+TensorBoard, checkpoints, exact resume, export and `summary.json`."""
+
+import json
+import logging
+import math
+import os
+import random
+import socket
+import time
+from pathlib import Path
+
+import deepspeed
+import numpy as np
+import torch
+import torch.distributed as dist
+from torchdata.stateful_dataloader import StatefulDataLoader
+from tqdm.auto import tqdm
+
+from ..data import ClipStream, MultiCrop, SSLCollator, build_dataset, build_synthetic_videos
+from ..data.shards import CompressionOptions
+from ..models import VidropConfig, VidropModel
+from ..ssl import SelfDistillation
+from . import checkpoint
+from .arguments import DEFAULT_DATASET, resolved
+from .ema import update_teacher_from_engine
+from .engine import build_engine, load_ds_config, set_schedule
+from .export import export_from_engine
+from .schedules import SSLSchedules
+
+logger = logging.getLogger(__name__)
+
+
+def _seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _check_dataset(path):
+    """A clear error before any work for a dataset that is neither a local folder nor a Hub repo id."""
+    if path == DEFAULT_DATASET or Path(path).is_dir():
+        return
+    looks_like_repo = path.count("/") == 1 and not path.startswith((".", "/", "~"))
+    if not looks_like_repo:
+        raise ValueError(f"train_dataset={path!r} does not exist; allowed: a compressed dataset folder or a Hub repo id")
+
+
+def _ensure_dataset(path, rank):
+    """Build the embedded synthetic dataset at the default path if it is absent (rank 0; others wait)."""
+    if path != DEFAULT_DATASET or Path(path, "stats.json").exists():
+        return
+    if rank == 0:
+        logger.info("building the embedded synthetic dataset in %s", path)
+        videos = Path(path).parent / "synthetic-videos"
+        build_synthetic_videos(videos)
+        build_dataset(videos, path, CompressionOptions(num_clusters=16), num_proc=2)
+    dist.barrier()
+
+
+def _batches(loader, stream, epoch):
+    """Endless batches; a new epoch (new shuffle) starts whenever the stream ends. Yields `(epoch, batch)`."""
+    while True:
+        for batch in loader:
+            yield epoch, batch
+        epoch += 1
+        stream.set_epoch(epoch)
+
+
+def _finite_everywhere(loss):
+    """False on every rank if the loss is not finite on any rank (so that all ranks stop together)."""
+    bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0)
+    dist.all_reduce(bad)
+    return bad.item() == 0
+
+
+def _single_process_environment():
+    """`python launchers/pretrain.py` without the DeepSpeed launcher: a world of one on a free local port."""
+    if "RANK" in os.environ:
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+
+
+def pretrain(model_args, data_args, train_args):
+    """Run the pre-training described by the three argument dataclasses; returns the summary dict (rank 0)."""
+    _single_process_environment()
+    deepspeed.init_distributed()
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    output_dir = Path(train_args.output_dir)
+    config = model_args.vidrop_config()
+    ds_config = load_ds_config(
+        train_args.deepspeed, train_args.micro_batch_size, train_args.gradient_accumulation_steps, world_size
+    )
+    _check_dataset(data_args.train_dataset)
+    resume_tag = checkpoint.newest_complete_tag(output_dir) if train_args.resume else None
+    if resume_tag:
+        saved = VidropConfig.from_pretrained(output_dir)
+        if saved.to_dict() != config.to_dict():
+            raise ValueError(f"--resume: {output_dir} was trained with another model configuration; allowed: the same")
+    _ensure_dataset(data_args.train_dataset, rank)
+
+    _seed_everything(train_args.seed)
+    backbone = VidropModel.from_pretrained(model_args.init_from) if model_args.init_from else None
+    model = SelfDistillation(config, backbone)
+    schedules = SSLSchedules(
+        total_steps=train_args.max_steps,
+        learning_rate=train_args.learning_rate,
+        min_learning_rate=train_args.min_learning_rate,
+        warmup_steps=min(train_args.warmup_steps, train_args.max_steps),
+        weight_decay=train_args.weight_decay,
+        final_weight_decay=train_args.final_weight_decay,
+        momentum=train_args.momentum,
+        final_momentum=train_args.final_momentum,
+        teacher_temperature=train_args.teacher_temperature,
+        warmup_teacher_temperature=train_args.warmup_teacher_temperature,
+        teacher_temperature_warmup_steps=train_args.teacher_temperature_warmup_steps,
+    )
+    engine = build_engine(model, ds_config, train_args.learning_rate, train_args.weight_decay)
+
+    stream = ClipStream(
+        data_args.train_dataset,
+        MultiCrop.from_config(config),
+        num_frames=config.num_frames,
+        frame_stride=data_args.frame_stride,
+        rank=rank,
+        world_size=world_size,
+        seed=train_args.seed,
+        shuffle_buffer=data_args.shuffle_buffer,
+        skip_corrupt=data_args.skip_corrupt,
+    )
+    loader = StatefulDataLoader(
+        stream,
+        batch_size=train_args.micro_batch_size,
+        num_workers=data_args.num_workers,
+        collate_fn=SSLCollator(config, seed=train_args.seed),
+    )
+    step, epoch = 0, 0
+    if resume_tag:
+        step, epoch, loader_state = checkpoint.load(engine, model, output_dir, resume_tag)
+        stream.set_epoch(epoch)
+        loader.load_state_dict(loader_state)
+        logger.info("resumed from %s at step %d", resume_tag, step)
+    elif rank == 0:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        config.save_pretrained(output_dir)  # config.json: what the checkpoints hold
+        (output_dir / "arguments.json").write_text(json.dumps(resolved(model_args, data_args, train_args), indent=1))
+    return _train(engine, model, loader, stream, schedules, train_args, output_dir, step, epoch, config)
+
+
+def _train(engine, model, loader, stream, schedules, args, output_dir, step, epoch, config):
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(output_dir / "tensorboard")
+    device = engine.device
+    batches = _batches(loader, stream, epoch)
+    clips_per_step = args.micro_batch_size * args.gradient_accumulation_steps * world_size
+    metrics, start, started_at = {}, time.perf_counter(), step
+    progress = tqdm(total=args.max_steps, initial=step, desc="pretrain", unit="step", disable=rank != 0)
+    while step < args.max_steps:
+        values = schedules.at(step)
+        set_schedule(engine, values["lr"], values["weight_decay"])
+        for _ in range(args.gradient_accumulation_steps):
+            epoch, batch = next(batches)
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            loss, metrics = engine(batch, teacher_temperature=values["teacher_temperature"])
+            if not _finite_everywhere(loss):
+                raise FloatingPointError(
+                    f"non-finite loss at step {step}: "
+                    + ", ".join(f"{k}={float(v):.4g}" for k, v in metrics.items())
+                    + f"; the last good checkpoint is {checkpoint.newest_complete_tag(output_dir)}"
+                )
+            engine.backward(loss)
+            engine.step()
+        update_teacher_from_engine(engine.module, values["momentum"])
+        step += 1
+        progress.update()
+        if writer is not None and (step % args.logging_steps == 0 or step == args.max_steps):
+            elapsed = time.perf_counter() - start
+            for name, value in metrics.items():
+                writer.add_scalar(f"train/{name}", float(value), step)
+            for name, value in values.items():
+                writer.add_scalar(f"schedule/{name}", value, step)
+            grad_norm = engine.get_global_grad_norm()
+            if grad_norm is not None:
+                writer.add_scalar("train/grad_norm", float(grad_norm), step)
+            writer.add_scalar("speed/clips_per_second", (step - started_at) * clips_per_step / max(elapsed, 1e-9), step)
+        if step % args.save_steps == 0 or step == args.max_steps:
+            checkpoint.save(engine, model, output_dir, step, epoch, loader.state_dict())
+    progress.close()
+    seconds = time.perf_counter() - start
+    export_from_engine(engine.module, output_dir)
+    summary = None
+    if rank == 0:
+        writer.close()
+        clips = (step - started_at) * clips_per_step
+        summary = {
+            "steps": step,
+            "clips_seen": step * clips_per_step,
+            "train_seconds": seconds,
+            "clips_per_second": clips / seconds if seconds > 0 else math.nan,
+            "final_loss": {k: float(v) for k, v in metrics.items() if k.endswith("loss")},
+            "config": config.to_dict(),
+            "arguments": json.loads((output_dir / "arguments.json").read_text()),
+            "world_size": world_size,
+        }
+        (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    dist.barrier()
+    return summary
