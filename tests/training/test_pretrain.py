@@ -152,3 +152,18 @@ def test_recipes_parse_into_valid_configurations(recipe):
     assert config.num_frames == 16 and config.image_size == 224 and config.hidden_size >= 384
     assert train_args.max_steps == 7  # the command line overrides the recipe
     assert (ROOT / train_args.deepspeed).exists()
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(compressed_dataset, tmp_path):
+    output = tmp_path / "run"
+    _run(_command(compressed_dataset, output, steps=2), tmp_path)
+    good = output / "checkpoints" / "step-00000002"
+    before = {p.name: p.stat().st_mtime_ns for p in good.iterdir()}
+    # an infinite learning rate from the resumed step on: the weights blow up, the next loss is not finite
+    result = subprocess.run(_command(compressed_dataset, output, "--resume", "True", "--learning_rate", "inf", steps=6),
+                            capture_output=True, text=True, cwd=tmp_path, start_new_session=True)
+    assert result.returncode != 0
+    log = result.stdout + result.stderr
+    assert "non-finite loss at step 3" in log and "cls_loss=" in log and "step-00000002" in log, log[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in good.iterdir()} == before
+    assert sorted(p.name for p in (output / "checkpoints").glob("step-*")) == ["step-00000002"]

@@ -69,7 +69,7 @@ def _batches(loader, stream, epoch):
 
 def _finite_everywhere(loss):
     """False on every rank if the loss is not finite on any rank (so that all ranks stop together)."""
-    bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0)
+    bad = (~torch.isfinite(loss.detach())).any().float()  # on the loss's device: NCCL reduces GPU tensors only
     dist.all_reduce(bad)
     return bad.item() == 0
 
