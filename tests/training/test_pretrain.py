@@ -167,3 +167,40 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(comp
     assert "non-finite loss at step 3" in log and "cls_loss=" in log and "step-00000002" in log, log[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in good.iterdir()} == before
     assert sorted(p.name for p in (output / "checkpoints").glob("step-*")) == ["step-00000002"]
+
+
+def test_a_simulated_two_node_run_trains(compressed_dataset, tmp_path):
+    """Two launchers, one per 'node' (hostfile, --no_ssh, --node_rank 0|1, master on 127.0.0.1)."""
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("nodeA slots=1\nnodeB slots=1\n")
+    port, output = str(_port()), tmp_path / "run"
+    launchers = []
+    for node in (0, 1):
+        command = ["deepspeed", "--hostfile", str(hostfile), "--no_ssh", "--node_rank", str(node),
+                   "--master_addr", "127.0.0.1", "--master_port", port, *_command(compressed_dataset, output, steps=4)[5:]]
+        launchers.append(subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          text=True, start_new_session=True))
+    logs = [p.communicate(timeout=600)[0] for p in launchers]
+    assert all(p.returncode == 0 for p in launchers), "\n".join(log[-2000:] for log in logs)
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 4
+    assert AutoModel.from_pretrained(output / "teacher") is not None
+
+
+def test_inconsistent_engine_and_resume_settings_fail_before_training(compressed_dataset, tmp_path):
+    script = str(ROOT / "launchers" / "pretrain.py")
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text(json.dumps({"train_batch_size": 64, "zero_optimization": {"stage": 2}}))
+    result = subprocess.run([sys.executable, script, "--train_dataset", str(compressed_dataset), "--output_dir",
+                             str(tmp_path / "a"), "--deepspeed", str(bad_json), "--micro_batch_size", "2"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0 and "train_batch_size=64, but micro_batch_size=2" in result.stderr
+    resumed = tmp_path / "b"
+    (resumed / "checkpoints" / "step-00000002").mkdir(parents=True)
+    (resumed / "checkpoints" / "step-00000002" / "complete").write_text("2")
+    from vidrop import VidropConfig
+
+    VidropConfig.from_preset("small").save_pretrained(resumed)  # trained with another model
+    result = subprocess.run([sys.executable, script, "--train_dataset", str(compressed_dataset), "--output_dir",
+                             str(resumed), "--resume", "True"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0 and "another model configuration" in result.stderr
