@@ -48,7 +48,6 @@ class DataArguments:
         default=DEFAULT_DATASET,
         metadata={"help": "compressed dataset folder or Hub repo id; the default is built (synthetic) if absent"},
     )
-    eval_dataset: str | None = field(default=None, metadata={"help": "labelled dataset for the final evaluation"})
     frame_stride: int = field(default=2, metadata={"help": "frames between the frames of a clip"})
     shuffle_buffer: int = field(default=64, metadata={"help": "streaming shuffle buffer (0: shard order only)"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per rank"})
@@ -75,7 +74,7 @@ class TrainArguments:
     warmup_teacher_temperature: float = field(default=0.04, metadata={"help": "teacher temperature at step 0"})
     teacher_temperature_warmup_steps: int = field(default=30, metadata={"help": "teacher temperature warm-up"})
     seed: int = field(default=0, metadata={"help": "seed of weights, data order, crops and token plans"})
-    logging_steps: int = field(default=10, metadata={"help": "steps between TensorBoard scalars"})
+    logging_steps: int = field(default=1, metadata={"help": "steps between TensorBoard scalars"})
     save_steps: int = field(default=100, metadata={"help": "steps between checkpoints (and one at the end)"})
     resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint"})
     local_rank: int = field(default=-1, metadata={"help": "set by the DeepSpeed launcher"})
