@@ -79,11 +79,12 @@ def test_each_zero_stage_trains_lowers_the_loss_and_exports(stage, compressed_da
             assert all(torch.equal(live[k], offline[k]) for k in live), name
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(compressed_dataset, tmp_path):
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_killed_run_resumes_to_the_uninterrupted_result(stage, compressed_dataset, tmp_path):
     reference = tmp_path / "reference"
-    _run(_command(compressed_dataset, reference), tmp_path)
+    _run(_command(compressed_dataset, reference, stage=stage), tmp_path)
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_command(compressed_dataset, killed), cwd=tmp_path, start_new_session=True,
+    process = subprocess.Popen(_command(compressed_dataset, killed, stage=stage), cwd=tmp_path, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and not (killed / "checkpoints" / "step-00000004" / "complete").exists():
@@ -91,7 +92,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(compressed_dataset, tmp_
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (killed / "summary.json").exists(), "the run was killed before it finished"
-    _run(_command(compressed_dataset, killed, "--resume", "True"), tmp_path)
+    _run(_command(compressed_dataset, killed, "--resume", "True", stage=stage), tmp_path)
     for name in ("student", "teacher"):
         a, b = _weights(reference / name), _weights(killed / name)
         assert all(torch.equal(a[k], b[k]) for k in a), name
