@@ -205,3 +205,13 @@ def test_inconsistent_engine_and_resume_settings_fail_before_training(compressed
     result = subprocess.run([sys.executable, script, "--train_dataset", str(compressed_dataset), "--output_dir",
                              str(resumed), "--resume", "True"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode != 0 and "another model configuration" in result.stderr
+
+
+def test_epochs_become_steps_from_the_dataset_size(compressed_dataset, tmp_path):
+    output = tmp_path / "run"
+    _run(_command(compressed_dataset, output, "--num_epochs", "1.5"), tmp_path)  # 16 videos, 4 clips per step
+    assert json.loads((output / "summary.json").read_text())["steps"] == 6
+    from vidrop.training.loop import _steps_for_epochs
+
+    with pytest.raises(ValueError, match="needs .*stats.json to count the videos"):
+        _steps_for_epochs(tmp_path / "no-dataset", 2, 4)

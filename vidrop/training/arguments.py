@@ -62,7 +62,11 @@ class TrainArguments:
     deepspeed: str = field(default="ds_configs/zero2.json", metadata={"help": "DeepSpeed JSON (see ds_configs/)"})
     micro_batch_size: int = field(default=4, metadata={"help": "clips per rank per micro step"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro steps per optimizer step"})
-    max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
+    max_steps: int = field(default=200, metadata={"help": "optimizer steps (ignored when num_epochs is given)"})
+    num_epochs: float | None = field(
+        default=None,
+        metadata={"help": "train for this many passes over the dataset instead (needs the dataset's stats.json)"},
+    )
     learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate"})
     min_learning_rate: float = field(default=1e-6, metadata={"help": "learning rate at the end of the cosine"})
     warmup_steps: int = field(default=20, metadata={"help": "linear learning-rate warm-up steps"})

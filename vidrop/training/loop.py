@@ -58,6 +58,18 @@ def _ensure_dataset(path, rank):
     dist.barrier()
 
 
+def _steps_for_epochs(dataset, num_epochs, clips_per_step):
+    """Optimizer steps for `num_epochs` passes over a local dataset, from the video count in its stats.json."""
+    stats = Path(dataset) / "stats.json"
+    if not stats.exists():
+        raise ValueError(
+            f"num_epochs={num_epochs} needs {stats} to count the videos; allowed: a local dataset built by "
+            "launchers/compress.py, or --max_steps"
+        )
+    videos = json.loads(stats.read_text())["videos"]
+    return max(1, math.ceil(num_epochs * videos / clips_per_step))
+
+
 def _batches(loader, stream, epoch):
     """Endless batches; a new epoch (new shuffle) starts whenever the stream ends. Yields `(epoch, batch)`."""
     while True:
@@ -101,6 +113,10 @@ def pretrain(model_args, data_args, train_args):
         if saved.to_dict() != config.to_dict():
             raise ValueError(f"--resume: {output_dir} was trained with another model configuration; allowed: the same")
     _ensure_dataset(data_args.train_dataset, rank)
+    if train_args.num_epochs is not None:
+        clips_per_step = train_args.micro_batch_size * train_args.gradient_accumulation_steps * world_size
+        train_args.max_steps = _steps_for_epochs(data_args.train_dataset, train_args.num_epochs, clips_per_step)
+        logger.info("%g epochs = %d steps", train_args.num_epochs, train_args.max_steps)
 
     _seed_everything(train_args.seed)
     backbone = VidropModel.from_pretrained(model_args.init_from) if model_args.init_from else None
