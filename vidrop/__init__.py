@@ -6,8 +6,11 @@ Importing `vidrop` registers `VidropConfig` and the ViDROP models with the trans
 
 from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
 
+from . import models
 from .models import *  # noqa: F401,F403  (the public model API)
-from .models import __all__, VidropConfig, VidropForVideoClassification, VidropModel
+from .models import VidropConfig, VidropForVideoClassification, VidropModel
+
+__all__ = list(models.__all__)
 
 AutoConfig.register(VidropConfig.model_type, VidropConfig, exist_ok=True)
 AutoModel.register(VidropConfig, VidropModel, exist_ok=True)
