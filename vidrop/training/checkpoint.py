@@ -35,14 +35,19 @@ def newest_complete_tag(output_dir):
 
 
 def rng_states():
-    """This process's Python, numpy and torch RNG states."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """This process's Python, numpy, torch and (on a GPU) current CUDA device RNG states."""
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state()  # drop path and dropout draw from it on GPUs
+    return states
 
 
 def set_rng_states(states):
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 def _gather(value):
