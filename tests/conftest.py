@@ -82,3 +82,23 @@ def compressed_dataset(synthetic_videos, tmp_path_factory):
     output = tmp_path_factory.mktemp("dataset") / "synthetic"
     build_dataset(synthetic_videos, output, CompressionOptions(num_clusters=16, clip_frames=8), videos_per_shard=4)
     return output
+
+
+@pytest.fixture(scope="session")
+def labelled_videos(tmp_path_factory):
+    """Enough labelled mp4 files to probe: 4 videos per motion class, 16 frames of 32x32."""
+    from vidrop.data import build_synthetic_videos
+
+    videos = tmp_path_factory.mktemp("labelled-videos")
+    build_synthetic_videos(videos, videos_per_class=4, num_frames=16, size=32, fps=8, seed=1)
+    return videos
+
+
+@pytest.fixture(scope="session")
+def labelled_dataset(labelled_videos, tmp_path_factory):
+    """`labelled_videos` compressed (K=16, k-means, 16 videos per shard)."""
+    from vidrop.data import CompressionOptions, build_dataset
+
+    output = tmp_path_factory.mktemp("labelled") / "dataset"
+    build_dataset(labelled_videos, output, CompressionOptions(num_clusters=16, clip_frames=8), videos_per_shard=16)
+    return output

@@ -46,14 +46,21 @@ def _weights(folder):
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
-def test_each_zero_stage_trains_lowers_the_loss_and_exports(stage, compressed_dataset, tmp_path):
+def test_each_zero_stage_trains_lowers_the_loss_and_exports(stage, compressed_dataset, labelled_dataset, tmp_path):
     output = tmp_path / "run"
+    evaluation = ["--eval_dataset", str(labelled_dataset)] if stage == 2 else []
     _run(_command(compressed_dataset, output, "--config_overrides", TINY + ",loss_type=mse", "--learning_rate",
-                  "2e-3", stage=stage, steps=8), tmp_path)
+                  "2e-3", *evaluation, stage=stage, steps=8), tmp_path)
     summary = json.loads((output / "summary.json").read_text())
     assert summary["steps"] == 8 and summary["clips_seen"] == 8 * 4 and summary["world_size"] == 2
     assert summary["clips_per_second"] > 0 and summary["config"]["loss_type"] == "mse"
-    assert "linear_probe_top1" not in summary  # the probe comes with the evaluation issue: absent, not faked
+    if evaluation:  # the teacher probed at the end: fitted on the 16 training videos, scored on the 32 others
+        scores = json.loads((output / "eval.json").read_text())
+        assert summary["eval"]["linear_probe_top1"] == scores["linear_probe_top1"]
+        assert (scores["num_train_videos"], scores["num_eval_videos"]) == (16, 32)
+        assert scores["arguments"]["model"] == str(output / "teacher")
+    else:
+        assert "eval" not in summary and not (output / "eval.json").exists()
     events = list((output / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
     states = sorted((output / "checkpoints" / "step-00000002").glob("*model_states.pt"))  # names differ by stage
@@ -115,6 +122,7 @@ def test_bad_arguments_fail_before_any_work(compressed_dataset, tmp_path):
     script = str(ROOT / "launchers" / "pretrain.py")
     cases = [
         (["--train_dataset", str(tmp_path / "missing")], "does not exist"),
+        (["--train_dataset", str(compressed_dataset), "--eval_dataset", str(tmp_path / "gone")], "eval_dataset="),
         (["--config_overrides", "drop_rate=2"], "drop_rate=2 is out of range"),
         (["--config_overrides", "dropp_rate=0.5"], "unknown VidropConfig fields"),
         (["--no_such_option", "1"], "no_such_option"),
@@ -215,3 +223,16 @@ def test_epochs_become_steps_from_the_dataset_size(compressed_dataset, tmp_path)
 
     with pytest.raises(ValueError, match="needs .*stats.json to count the videos"):
         _steps_for_epochs(tmp_path / "no-dataset", 2, 4)
+
+
+def test_a_seconds_budget_stops_the_run_with_a_checkpoint_and_a_summary(compressed_dataset, tmp_path):
+    output = tmp_path / "run"
+    command = [sys.executable, str(ROOT / "launchers" / "pretrain.py"), "--train_dataset", str(compressed_dataset),
+               "--output_dir", str(output), "--config_overrides", TINY, "--micro_batch_size", "2",
+               "--max_steps", "100000", "--save_steps", "100000", "--max_seconds", "2"]
+    _run(command, tmp_path)
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["stopped_by"] == "max_seconds" and 0 < summary["steps"] < 100000
+    assert summary["train_seconds"] >= 2
+    assert (output / "checkpoints" / f"step-{summary['steps']:08d}" / "complete").exists()
+    assert (output / "teacher" / "model.safetensors").exists()

@@ -52,6 +52,20 @@ class DataArguments:
     shuffle_buffer: int = field(default=64, metadata={"help": "streaming shuffle buffer (0: shard order only)"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes per rank"})
     skip_corrupt: bool = field(default=False, metadata={"help": "skip and count corrupt rows instead of stopping"})
+    eval_dataset: str | None = field(
+        default=None,
+        metadata={"help": "labelled dataset to score the exported teacher on at the end (linear probe, k-NN; "
+                          "fitted on train_dataset; the train dataset itself: a held-out half of it), into "
+                          "summary.json"},
+    )
+    flip_probability: float = field(
+        default=0.0,
+        metadata={"help": "horizontal flip per view; it swaps left and right motions, so 0 for direction-dependent "
+                          "classes (the embedded dataset, Something-Something), 0.5 for Kinetics-like data"},
+    )
+    jitter_probability: float = field(default=0.8, metadata={"help": "colour jitter per view (DINO: 0.8)"})
+    jitter_strength: float = field(default=0.4, metadata={"help": "brightness/contrast/saturation jitter range"})
+    grayscale_probability: float = field(default=0.2, metadata={"help": "grayscale per view (DINO: 0.2)"})
 
 
 @dataclass
@@ -66,6 +80,11 @@ class TrainArguments:
     num_epochs: float | None = field(
         default=None,
         metadata={"help": "train for this many passes over the dataset instead (needs the dataset's stats.json)"},
+    )
+    max_seconds: float | None = field(
+        default=None,
+        metadata={"help": "also stop after this many seconds of training (a wall-clock budget; the schedules "
+                          "still span max_steps)"},
     )
     learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate"})
     min_learning_rate: float = field(default=1e-6, metadata={"help": "learning rate at the end of the cosine"})

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data import ClipStream, MultiCrop, SSLCollator, build_dataset, build_synthetic_videos
 from ..data.shards import CompressionOptions
+from ..evaluation import EvalArguments, evaluate, format_table
 from ..models import VidropConfig, VidropModel
 from ..ssl import SelfDistillation
 from . import checkpoint
@@ -37,13 +38,13 @@ def _seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def _check_dataset(path):
+def _check_dataset(path, name="train_dataset"):
     """A clear error before any work for a dataset that is neither a local folder nor a Hub repo id."""
     if path == DEFAULT_DATASET or Path(path).is_dir():
         return
     looks_like_repo = path.count("/") == 1 and not path.startswith((".", "/", "~"))
     if not looks_like_repo:
-        raise ValueError(f"train_dataset={path!r} does not exist; allowed: a compressed dataset folder or a Hub repo id")
+        raise ValueError(f"{name}={path!r} does not exist; allowed: a compressed dataset folder or a Hub repo id")
 
 
 def _ensure_dataset(path, rank):
@@ -86,6 +87,15 @@ def _finite_everywhere(loss):
     return bad.item() == 0
 
 
+def _out_of_time(start, max_seconds, device):
+    """True on every rank once rank 0 has trained `max_seconds` (None: never)."""
+    if max_seconds is None:
+        return False
+    spent = torch.tensor(float(time.perf_counter() - start >= max_seconds), device=device)
+    dist.broadcast(spent, src=0)
+    return bool(spent.item())
+
+
 def _single_process_environment():
     """`python launchers/pretrain.py` without the DeepSpeed launcher: a world of one on a free local port."""
     if "RANK" in os.environ:
@@ -94,6 +104,21 @@ def _single_process_environment():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+
+
+def _evaluate_teacher(output_dir, data_args, train_args):
+    """Linear probe and k-NN of the exported teacher (rank 0), written to `output_dir/eval.json`."""
+    args = EvalArguments(
+        model=str(output_dir / "teacher"),
+        train_dataset=data_args.train_dataset,
+        eval_dataset=data_args.eval_dataset,
+        frame_stride=data_args.frame_stride,
+        seed=train_args.seed,
+        output=str(output_dir / "eval.json"),
+    )
+    scores = evaluate(args)
+    logger.info("evaluation of the teacher:\n%s", format_table(scores))
+    return scores
 
 
 def pretrain(model_args, data_args, train_args):
@@ -107,6 +132,8 @@ def pretrain(model_args, data_args, train_args):
         train_args.deepspeed, train_args.micro_batch_size, train_args.gradient_accumulation_steps, world_size
     )
     _check_dataset(data_args.train_dataset)
+    if data_args.eval_dataset:
+        _check_dataset(data_args.eval_dataset, "eval_dataset")
     resume_tag = checkpoint.newest_complete_tag(output_dir) if train_args.resume else None
     if resume_tag:
         saved = VidropConfig.from_pretrained(output_dir)
@@ -138,7 +165,13 @@ def pretrain(model_args, data_args, train_args):
 
     stream = ClipStream(
         data_args.train_dataset,
-        MultiCrop.from_config(config),
+        MultiCrop.from_config(
+            config,
+            flip_probability=data_args.flip_probability,
+            jitter_probability=data_args.jitter_probability,
+            jitter_strength=data_args.jitter_strength,
+            grayscale_probability=data_args.grayscale_probability,
+        ),
         num_frames=config.num_frames,
         frame_stride=data_args.frame_stride,
         rank=rank,
@@ -163,10 +196,10 @@ def pretrain(model_args, data_args, train_args):
         output_dir.mkdir(parents=True, exist_ok=True)
         config.save_pretrained(output_dir)  # config.json: what the checkpoints hold
         (output_dir / "arguments.json").write_text(json.dumps(resolved(model_args, data_args, train_args), indent=1))
-    return _train(engine, model, loader, stream, schedules, train_args, output_dir, step, epoch, config)
+    return _train(engine, model, loader, stream, schedules, train_args, data_args, output_dir, step, epoch, config)
 
 
-def _train(engine, model, loader, stream, schedules, args, output_dir, step, epoch, config):
+def _train(engine, model, loader, stream, schedules, args, data_args, output_dir, step, epoch, config):
     rank, world_size = dist.get_rank(), dist.get_world_size()
     writer = None
     if rank == 0:
@@ -189,7 +222,7 @@ def _train(engine, model, loader, stream, schedules, args, output_dir, step, epo
                 raise FloatingPointError(
                     f"non-finite loss at step {step}: "
                     + ", ".join(f"{k}={float(v):.4g}" for k, v in metrics.items())
-                    + f"; the last good checkpoint is {checkpoint.newest_complete_tag(output_dir)}"
+                    + f"; the last good checkpoint is {checkpoint.newest_complete_tag(output_dir) or 'none (none saved yet)'}"
                 )
             engine.backward(loss)
             engine.step()
@@ -206,25 +239,36 @@ def _train(engine, model, loader, stream, schedules, args, output_dir, step, epo
             if grad_norm is not None:
                 writer.add_scalar("train/grad_norm", float(grad_norm), step)
             writer.add_scalar("speed/clips_per_second", (step - started_at) * clips_per_step / max(elapsed, 1e-9), step)
-        if step % args.save_steps == 0 or step == args.max_steps:
+        out_of_time = _out_of_time(start, args.max_seconds, device)
+        if step % args.save_steps == 0 or step == args.max_steps or out_of_time:
             checkpoint.save(engine, model, output_dir, step, epoch, loader.state_dict())
+        if out_of_time:
+            logger.info("stopping at step %d: the budget of %g s is spent", step, args.max_seconds)
+            break
     progress.close()
     seconds = time.perf_counter() - start
     export_from_engine(engine.module, output_dir)
     summary = None
     if rank == 0:
+        scores = _evaluate_teacher(output_dir, data_args, args) if data_args.eval_dataset else None
+        if scores is not None:
+            for name in ("linear_probe_top1", "knn_top1"):
+                writer.add_scalar(f"eval/{name}", scores[name], step)
         writer.close()
         clips = (step - started_at) * clips_per_step
         summary = {
             "steps": step,
             "clips_seen": step * clips_per_step,
             "train_seconds": seconds,
+            "stopped_by": "max_steps" if step >= args.max_steps else "max_seconds",
             "clips_per_second": clips / seconds if seconds > 0 else math.nan,
             "final_loss": {k: float(v) for k, v in metrics.items() if k.endswith("loss")},
             "config": config.to_dict(),
             "arguments": json.loads((output_dir / "arguments.json").read_text()),
             "world_size": world_size,
         }
+        if scores is not None:
+            summary["eval"] = {k: v for k, v in scores.items() if k != "arguments"}
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     dist.barrier()
     return summary

@@ -1,0 +1,91 @@
+"""`launchers/ablate.py`: variants, real runs, reuse, failures and every report file."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vidrop import VidropConfig
+from vidrop.ablation import parse_grid, study_variants
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ("hidden_size=48,num_hidden_layers=2,num_attention_heads=3,intermediate_size=96,num_frames=4,image_size=32,"
+        "patch_size=8,small_crop_size=16,num_prototypes=64,num_patch_prototypes=64,head_hidden_size=64,"
+        "head_bottleneck_size=32")
+
+
+def test_each_study_varies_one_thing_from_its_baseline():
+    base = VidropConfig.from_preset("tiny", drop_rate=0.75, mask_ratio=0.5)
+    compression = study_variants("compression", base)
+    assert [v.value for v in compression] == ["kmeans", "gmm", "agglomerative", "dbscan"]
+    assert compression[0].baseline and all(v.config == {} for v in compression)
+    dropping = study_variants("dropping", base)
+    assert [v.config for v in dropping] == [{"drop_pattern": p} for p in
+                                            ("random", "spatial_uniform", "temporal_uniform", "stratified")]
+    paper = study_variants("paper", base)
+    assert paper[0].name == "baseline" and sum(v.baseline for v in paper) == 1
+    assert {v.axis for v in paper[1:]} == {"loss_type", "num_small_crops", "drop_pattern", "drop_rate", "num_clusters",
+                                          "mask_ratio"}
+    assert all(len(v.config) + len(v.compression) == 1 for v in paper[1:])
+    assert {"drop_rate=0.75", "mask_ratio=0.5", "drop_pattern=random"}.isdisjoint(v.name for v in paper)
+    assert {"drop_pattern=tube", "drop_pattern=block", "num_clusters=8"} <= {v.name for v in paper}
+    grid = study_variants("grid", base, parse_grid("drop_rate=0.5,0.9;num_clusters=8,16"))
+    assert [v.name for v in grid] == ["drop_rate=0.5,num_clusters=8", "drop_rate=0.5,num_clusters=16",
+                                      "drop_rate=0.9,num_clusters=8", "drop_rate=0.9,num_clusters=16"]
+    assert grid[0].baseline and grid[3].config == {"drop_rate": 0.9} and grid[3].compression == {"num_clusters": 16}
+
+
+@pytest.mark.parametrize("text, message", [("drop_rate", "has no '='"), ("dropp_rate=0.5", "unknown ablation fields"),
+                                           ("drop_rate=", "has no values"), ("", "the grid is empty")])
+def test_bad_grids_are_clear_errors(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_grid(text)
+
+
+def _ablate(output, videos, *extra):
+    command = [sys.executable, str(ROOT / "launchers" / "ablate.py"), "--study", "grid", "--grid",
+               "cls_loss_weight=1.0,Infinity", "--seeds", "2", "--budget_steps", "3", "--config_overrides", TINY,
+               "--micro_batch_size", "2", "--videos", str(videos), "--output_dir", str(output), *extra]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+
+
+def test_a_grid_with_two_seeds_runs_reports_reuses_and_survives_a_failing_variant(labelled_videos, tmp_path):
+    # cls_loss_weight=Infinity is a valid configuration whose loss is not finite: that variant fails at step 0
+    first = _ablate(tmp_path / "ablations", labelled_videos)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    study = tmp_path / "ablations" / "grid-cls_loss_weight=1.0_Infinity"
+    rows = list(csv.DictReader(open(study / "results.csv")))
+    assert [(r["variant"], r["seed"], r["status"]) for r in rows] == [
+        ("cls_loss_weight=1.0", "0", "ok"), ("cls_loss_weight=1.0", "1", "ok"),
+        ("cls_loss_weight=inf", "0", "failed"), ("cls_loss_weight=inf", "1", "failed")]
+    ok, failed = rows[0], rows[2]
+    assert 0 <= float(ok["linear_probe_top1"]) <= 100 and float(ok["final_loss"]) > 0
+    assert float(ok["compression_factor"]) > 1 and float(ok["psnr_db"]) > 20 and ok["steps"] == "3"
+    assert "non-finite loss at step 0" in failed["error"]
+    spec = json.loads((Path(ok["run_dir"]) / "variant.json").read_text())
+    assert spec["config"]["cls_loss_weight"] == 1.0 and spec["config"]["hidden_size"] == 48 and spec["seed"] == 0
+    table = (study / "results.md").read_text()
+    assert "**cls_loss_weight=1.0** (baseline)" in table and "2/2" in table
+    assert "0/2 failed: FloatingPointError: non-finite loss at step 0" in table and "±" in table
+    for name in ("linear_probe_top1", "knn_top1", "final_loss", "train_seconds", "loss_curves"):
+        assert (study / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
+    assert len(list((study / "tensorboard").rglob("events.out.tfevents.*"))) >= 2  # hparams of the 2 finished runs
+
+    finished = {r["run_dir"]: (Path(r["run_dir"]) / "result.json").stat().st_mtime_ns for r in rows if r["status"] == "ok"}
+    second = _ablate(tmp_path / "ablations", labelled_videos)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stderr.count("reusing") == 2
+    assert all((Path(d) / "result.json").stat().st_mtime_ns == t for d, t in finished.items())
+    assert list(csv.DictReader(open(study / "results.csv")))[0]["linear_probe_top1"] == ok["linear_probe_top1"]
+
+
+def test_an_invalid_variant_stops_the_study_before_any_run(labelled_videos, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "launchers" / "ablate.py"), "--study", "grid", "--grid", "drop_rate=0.5,1.5",
+         "--config_overrides", TINY, "--videos", str(labelled_videos), "--output_dir", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0 and "drop_rate=1.5 is out of range" in result.stderr
+    assert not list((tmp_path / "out").rglob("variant.json"))

@@ -1,0 +1,65 @@
+"""Linear probe and k-NN classification of frozen features, with scikit-learn."""
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+# Inverse regularisation strengths tried by the linear probe (chosen on a held-out part of the train split).
+PROBE_C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+def _check(train_x, train_y, test_x, test_y):
+    if len(train_x) != len(train_y) or len(test_x) != len(test_y):
+        raise ValueError("features and labels differ in length; allowed: one label per feature row")
+    if len(np.unique(train_y)) < 2:
+        raise ValueError(f"the train split has {len(np.unique(train_y))} class; allowed: at least 2 classes")
+    if len(test_y) == 0:
+        raise ValueError("the eval split is empty; allowed: at least one video to evaluate")
+
+
+def _probe(c, seed):
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000, random_state=seed))
+
+
+def split_indices(labels, eval_fraction, seed):
+    """Stratified `(train, eval)` index arrays holding out `eval_fraction` of the videos (at least one per class)."""
+    if not 0.0 < eval_fraction < 1.0:
+        raise ValueError(f"eval_fraction={eval_fraction!r} is out of range; allowed: (0, 1)")
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < 2:
+        raise ValueError(f"a class has {counts.min()} video; allowed: at least 2 per class to split train and eval")
+    held_out = min(max(round(eval_fraction * len(labels)), len(classes)), len(labels) - len(classes))
+    return train_test_split(np.arange(len(labels)), test_size=held_out, random_state=seed, stratify=labels)
+
+
+def linear_probe(train_x, train_y, test_x, test_y, seed=0, c_grid=PROBE_C_GRID, validation_fraction=0.25):
+    """Top-1 accuracy of a logistic regression on standardised features.
+
+    The regularisation `C` is the one of `c_grid` with the best accuracy on a stratified `validation_fraction`
+    of the train split (ties: the stronger regularisation); the probe is then refitted on the whole train split.
+
+    Returns:
+        `{"top1": accuracy on the test split in [0, 1], "C": the chosen C}`.
+    """
+    _check(train_x, train_y, test_x, test_y)
+    fit_idx, val_idx = split_indices(train_y, validation_fraction, seed)
+    scores = [
+        _probe(c, seed).fit(train_x[fit_idx], train_y[fit_idx]).score(train_x[val_idx], train_y[val_idx])
+        for c in c_grid
+    ]
+    best_c = c_grid[int(np.argmax(scores))]
+    probe = _probe(best_c, seed).fit(train_x, train_y)
+    return {"top1": float(probe.score(test_x, test_y)), "C": best_c}
+
+
+def knn_top1(train_x, train_y, test_x, test_y, k=20):
+    """Top-1 accuracy of a majority vote of the `k` nearest train features by cosine similarity."""
+    _check(train_x, train_y, test_x, test_y)
+    if k < 1:
+        raise ValueError(f"k={k!r} is not allowed; allowed: >= 1")
+    knn = KNeighborsClassifier(n_neighbors=min(k, len(train_x)), metric="cosine", algorithm="brute")
+    return float(knn.fit(train_x, train_y).score(test_x, test_y))
