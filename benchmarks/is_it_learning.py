@@ -15,7 +15,6 @@ Goals: trained - random >= 15 points of linear-probe top-1, and trained > shuffl
 import argparse
 import dataclasses
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,14 +24,10 @@ import torch
 
 from vidrop import VidropModel
 from vidrop.evaluation import EvalArguments, evaluate_features, vidrop_features
+from vidrop.training.launch import deepspeed_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main():
@@ -44,8 +39,8 @@ def main():
     workdir = Path(args.workdir or tempfile.mkdtemp())
     workdir.mkdir(parents=True, exist_ok=True)
     output = workdir / "outputs" / "demo"
-    command = ["deepspeed", "--master_port", str(_port()), str(ROOT / "launchers" / "pretrain.py"),
-               "--output_dir", str(output), *shlex.split(args.pretrain_args)]
+    command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--output_dir", output,
+                                *shlex.split(args.pretrain_args))
     if not (output / "summary.json").exists():
         subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dataset = str(workdir / "outputs" / "data" / "synthetic")

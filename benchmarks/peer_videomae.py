@@ -16,7 +16,6 @@ import argparse
 import copy
 import json
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,21 +32,17 @@ from vidrop.data import ClipStream, MultiCrop
 from vidrop.evaluation import EvalArguments, evaluate_features, extract_features, vidrop_features
 from vidrop.tokens import make_keep_indices
 from vidrop.training.export import export_from_checkpoint
+from vidrop.training.launch import deepspeed_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_vidrop(workdir, pretrain_args):
     """The default recipe through the launcher -> `[(seconds, step, teacher folder)]` at its checkpoints."""
     output = workdir / "vidrop"
-    command = ["deepspeed", "--master_port", str(_port()), str(ROOT / "launchers" / "pretrain.py"),
-               "--output_dir", str(output), "--save_steps", "50", *shlex.split(pretrain_args)]
+    command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--output_dir", output, "--save_steps", 50,
+                                *shlex.split(pretrain_args))
     subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     events = EventAccumulator(str(output / "tensorboard"))
     events.Reload()

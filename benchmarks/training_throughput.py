@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import io
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,28 +16,26 @@ from pathlib import Path
 
 from accelerate import init_empty_weights
 from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs_all_cold
-from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs_all_cold
+from deepspeed.runtime.zero.stage_1_and_2 import (
+    estimate_zero2_model_states_mem_needs_all_cold,
+)
 
 from vidrop import VidropConfig
 from vidrop.ssl import SelfDistillation
 from vidrop.training.arguments import DEMO_OVERRIDES, parse_overrides
+from vidrop.training.launch import deepspeed_command
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_HEADS = dict(num_prototypes=65536, num_patch_prototypes=8192, head_hidden_size=2048, head_bottleneck_size=256)
 
 
-def _port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def throughput(preset, ranks, stage, steps, workdir):
     """clips/s from `summary.json` of a real run (the embedded dataset, the demo clip size)."""
     output = Path(workdir) / f"{preset}-{ranks}-{stage}"
-    command = ["deepspeed", "--num_gpus", str(ranks), "--master_port", str(_port()), str(ROOT / "launchers" / "pretrain.py"),
-               "--preset", preset, "--max_steps", str(steps), "--save_steps", str(steps), "--output_dir", str(output),
-               "--deepspeed", str(ROOT / "ds_configs" / f"zero{stage}.json"), "--micro_batch_size", "4"]
+    command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--preset", preset, "--max_steps", steps,
+                                "--save_steps", steps, "--output_dir", output, "--deepspeed",
+                                ROOT / "ds_configs" / f"zero{stage}.json", "--micro_batch_size", 4, num_gpus=ranks)
     subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.loads((output / "summary.json").read_text())["clips_per_second"]
 

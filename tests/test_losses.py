@@ -1,5 +1,4 @@
 import math
-import socket
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from vidrop.losses import (
     soft_cross_entropy,
     view_pairs,
 )
+from vidrop.training.launch import free_port
 
 
 def test_soft_cross_entropy_known_values():
@@ -85,11 +85,6 @@ def test_regression_losses_known_values():
         FeatureRegressionLoss("huber")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _centering_worker(rank, world_size, port, logits, results):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
@@ -104,7 +99,7 @@ def _centering_worker(rank, world_size, port, logits, results):
 def test_centering_over_two_ranks_equals_one_process_with_the_whole_batch():
     logits = torch.randn(16, 6, generator=torch.Generator().manual_seed(0))
     results = mp.Manager().dict()
-    mp.spawn(_centering_worker, args=(2, _free_port(), logits, results), nprocs=2)
+    mp.spawn(_centering_worker, args=(2, free_port(), logits, results), nprocs=2)
     reference = TeacherCentering(6, "center", momentum=0.5)
     reference.update(logits)
     reference_sinkhorn = TeacherCentering(6, "sinkhorn_knopp")(logits, 0.1)

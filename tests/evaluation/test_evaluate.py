@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidrop import VidropConfig, VidropModel
+from vidrop import VidropModel
 from vidrop.evaluation import EvalArguments, evaluate, extract_features
 from vidrop.evaluation.features import eval_clip_starts, pool_features, square_crop_boxes
 

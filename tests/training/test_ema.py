@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +9,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from vidrop.training.launch import deepspeed_command
+
 WORKER = Path(__file__).with_name("ema_worker.py")
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +26,7 @@ def reference(tmp_path_factory):
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_teacher_under_zero_matches_the_single_process_reference(stage, reference, tmp_path):
     output = tmp_path / "run"
-    command = ["deepspeed", "--num_gpus", "2", "--master_port", str(_free_port()), str(WORKER),
+    command = [*deepspeed_command(WORKER, num_gpus=2),
                "--stage", str(stage), "--output", str(output)]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

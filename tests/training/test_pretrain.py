@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 import vidrop  # noqa: F401  (registers the Auto classes)
+from vidrop.training.launch import deepspeed_command, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("hidden_size=48,num_hidden_layers=2,num_attention_heads=3,intermediate_size=96,num_frames=4,image_size=32,"
@@ -22,14 +22,9 @@ TINY = ("hidden_size=48,num_hidden_layers=2,num_attention_heads=3,intermediate_s
         "head_bottleneck_size=32,drop_rate=0.5")
 
 
-def _port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _command(dataset, output_dir, *extra, stage=2, steps=6):
-    return ["deepspeed", "--num_gpus", "2", "--master_port", str(_port()), str(ROOT / "launchers" / "pretrain.py"),
+    return [*deepspeed_command(ROOT / "launchers" / "pretrain.py", num_gpus=2),
             "--train_dataset", str(dataset), "--output_dir", str(output_dir), "--config_overrides", TINY,
             "--deepspeed", str(ROOT / "ds_configs" / f"zero{stage}.json"), "--micro_batch_size", "2",
             "--max_steps", str(steps), "--save_steps", "2", "--logging_steps", "1", "--warmup_steps", "1", *extra]
@@ -139,7 +134,7 @@ def test_bad_arguments_fail_before_any_work(compressed_dataset, tmp_path):
 def test_the_no_option_demo_runs_end_to_end(tmp_path):
     """`deepspeed launchers/pretrain.py` with its embedded default, shortened to 4 steps: builds the synthetic
     dataset in ./outputs, trains, checkpoints, exports and writes the summary."""
-    command = ["deepspeed", "--master_port", str(_port()), str(ROOT / "launchers" / "pretrain.py"),
+    command = ["deepspeed", "--master_port", str(free_port()), str(ROOT / "launchers" / "pretrain.py"),
                "--max_steps", "4", "--save_steps", "4"]
     _run(command, tmp_path)
     stats = json.loads((tmp_path / "outputs" / "data" / "synthetic" / "stats.json").read_text())
@@ -182,7 +177,7 @@ def test_a_simulated_two_node_run_trains(compressed_dataset, tmp_path):
     """Two launchers, one per 'node' (hostfile, --no_ssh, --node_rank 0|1, master on 127.0.0.1)."""
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("nodeA slots=1\nnodeB slots=1\n")
-    port, output = str(_port()), tmp_path / "run"
+    port, output = str(free_port()), tmp_path / "run"
     launchers = []
     for node in (0, 1):
         command = ["deepspeed", "--hostfile", str(hostfile), "--no_ssh", "--node_rank", str(node),

@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from ..data import CompressionOptions, build_dataset, build_synthetic_videos
 from ..models import VidropConfig
 from ..training.arguments import DEMO_OVERRIDES, parse_overrides
+from ..training.launch import deepspeed_command
 from .studies import STUDIES, parse_grid, study_variants
 
 logger = logging.getLogger(__name__)
@@ -63,11 +63,6 @@ def study_dir(args):
 def _slug(text):
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)[:120]
 
-
-def _port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def source_videos(args):
@@ -132,7 +127,7 @@ def _pretrain_command(args, variant, spec, dataset, run_dir):
     launcher = str(REPOSITORY / "launchers" / "pretrain.py")
     if args.ranks == 1:
         return [sys.executable, launcher, *options]
-    return ["deepspeed", "--num_gpus", str(args.ranks), "--master_port", str(_port()), launcher, *options]
+    return deepspeed_command(launcher, *options, num_gpus=args.ranks)
 
 
 def _error_line(log):

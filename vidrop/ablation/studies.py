@@ -5,11 +5,11 @@ the dataset is compressed); everything else is the baseline's.
 """
 
 import itertools
-import json
 from dataclasses import dataclass, field, fields
 
 from ..data.shards import CompressionOptions
 from ..models import VidropConfig
+from ..training.arguments import parse_value
 
 STUDIES = ("compression", "dropping", "paper", "grid")
 COMPRESSION_FIELDS = tuple(f.name for f in fields(CompressionOptions))
@@ -84,12 +84,7 @@ def parse_grid(text):
         if "=" not in item:
             raise ValueError(f"grid item {item!r} has no '='; allowed: 'field=v1,v2;field2=v1,v2'")
         name, values = item.split("=", 1)
-        parsed = []
-        for value in filter(None, (v.strip() for v in values.split(","))):
-            try:
-                parsed.append(json.loads(value))
-            except json.JSONDecodeError:
-                parsed.append(value)
+        parsed = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
         if not parsed:
             raise ValueError(f"grid field {name.strip()!r} has no values; allowed: one or more, comma-separated")
         grid[name.strip()] = parsed

@@ -1,8 +1,8 @@
 """DINO-style multi-crop of a clip, working on palette indices: crop first, look up colours last."""
 
 import math
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch

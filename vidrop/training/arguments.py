@@ -106,17 +106,22 @@ class TrainArguments:
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, TrainArguments)
 
 
+def parse_value(text):
+    """A command-line value: JSON when it parses as JSON (`0.5`, `true`, `Infinity`), else the string itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def parse_overrides(text):
-    """`'a=1,b=mse'` -> `{"a": 1, "b": "mse"}`; values are JSON when they parse as JSON, strings otherwise."""
+    """`'a=1,b=mse'` -> `{"a": 1, "b": "mse"}` (values by `parse_value`); unknown fields are an error."""
     overrides = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         if "=" not in item:
             raise ValueError(f"config_overrides item {item!r} has no '='; allowed: 'name=value,...'")
         name, value = item.split("=", 1)
-        try:
-            overrides[name.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[name.strip()] = value
+        overrides[name.strip()] = parse_value(value)
     unknown = set(overrides) - set(VidropConfig().to_dict())
     if unknown:
         raise ValueError(f"config_overrides names unknown VidropConfig fields {sorted(unknown)}")

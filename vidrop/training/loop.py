@@ -6,7 +6,6 @@ import logging
 import math
 import os
 import random
-import socket
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from .arguments import DEFAULT_DATASET, resolved
 from .ema import update_teacher_from_engine
 from .engine import build_engine, load_ds_config, set_schedule
 from .export import export_from_engine
+from .launch import free_port
 from .schedules import SSLSchedules
 
 logger = logging.getLogger(__name__)
@@ -100,10 +100,7 @@ def _single_process_environment():
     """`python launchers/pretrain.py` without the DeepSpeed launcher: a world of one on a free local port."""
     if "RANK" in os.environ:
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
 
 
 def _evaluate_teacher(output_dir, data_args, train_args):
