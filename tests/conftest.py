@@ -64,41 +64,43 @@ def ssl_batch(clip_batch):
     return make
 
 
-@pytest.fixture(scope="session")
-def synthetic_videos(tmp_path_factory):
-    """A small embedded dataset as real mp4 files: 2 videos per motion class, 16 frames of 32x32."""
+def _videos(tmp_path_factory, name, videos_per_class, seed):
+    """Synthetic motion videos as real mp4 files: `videos_per_class` per motion class, 16 frames of 32x32."""
     from vidrop.data import build_synthetic_videos
 
-    root = tmp_path_factory.mktemp("videos")
-    build_synthetic_videos(root, videos_per_class=2, num_frames=16, size=32, fps=8, seed=0)
+    root = tmp_path_factory.mktemp(name)
+    build_synthetic_videos(root, videos_per_class=videos_per_class, num_frames=16, size=32, fps=8, seed=seed)
     return root
+
+
+def _compressed(videos, tmp_path_factory, name, videos_per_shard):
+    """`videos` compressed into parquet shards (K=16, k-means, clips of 8 frames)."""
+    from vidrop.data import CompressionOptions, build_dataset
+
+    output = tmp_path_factory.mktemp(name) / "dataset"
+    build_dataset(videos, output, CompressionOptions(num_clusters=16, clip_frames=8), videos_per_shard=videos_per_shard)
+    return output
+
+
+@pytest.fixture(scope="session")
+def synthetic_videos(tmp_path_factory):
+    """A small embedded dataset: 2 videos per motion class."""
+    return _videos(tmp_path_factory, "videos", 2, seed=0)
 
 
 @pytest.fixture(scope="session")
 def compressed_dataset(synthetic_videos, tmp_path_factory):
-    """The synthetic videos compressed into parquet shards (K=16, k-means, 4 videos per shard)."""
-    from vidrop.data import CompressionOptions, build_dataset
-
-    output = tmp_path_factory.mktemp("dataset") / "synthetic"
-    build_dataset(synthetic_videos, output, CompressionOptions(num_clusters=16, clip_frames=8), videos_per_shard=4)
-    return output
+    """`synthetic_videos` compressed, 4 videos per shard (4 shards)."""
+    return _compressed(synthetic_videos, tmp_path_factory, "synthetic", 4)
 
 
 @pytest.fixture(scope="session")
 def labelled_videos(tmp_path_factory):
-    """Enough labelled mp4 files to probe: 4 videos per motion class, 16 frames of 32x32."""
-    from vidrop.data import build_synthetic_videos
-
-    videos = tmp_path_factory.mktemp("labelled-videos")
-    build_synthetic_videos(videos, videos_per_class=4, num_frames=16, size=32, fps=8, seed=1)
-    return videos
+    """Enough labelled videos to probe: 4 per motion class."""
+    return _videos(tmp_path_factory, "labelled-videos", 4, seed=1)
 
 
 @pytest.fixture(scope="session")
 def labelled_dataset(labelled_videos, tmp_path_factory):
-    """`labelled_videos` compressed (K=16, k-means, 16 videos per shard)."""
-    from vidrop.data import CompressionOptions, build_dataset
-
-    output = tmp_path_factory.mktemp("labelled") / "dataset"
-    build_dataset(labelled_videos, output, CompressionOptions(num_clusters=16, clip_frames=8), videos_per_shard=16)
-    return output
+    """`labelled_videos` compressed, 16 videos per shard."""
+    return _compressed(labelled_videos, tmp_path_factory, "labelled", 16)
