@@ -9,6 +9,19 @@ import torch  # noqa: E402
 
 import vidrop  # noqa: E402
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftover_shared_memory():
+    """Runs killed on purpose cannot release DeepSpeed's CPU all-reduce buffers: remove the session's ones."""
+    import time
+    from pathlib import Path
+
+    start = time.time()
+    yield
+    for path in Path("/dev/shm").glob("deepspeed_allreduce_buffer_*"):
+        if path.stat().st_mtime >= start:
+            path.unlink(missing_ok=True)
+
+
 TINY = dict(
     hidden_size=48,
     num_hidden_layers=2,

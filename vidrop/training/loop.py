@@ -26,7 +26,7 @@ from .arguments import DEFAULT_DATASET, resolved
 from .ema import update_teacher_from_engine
 from .engine import build_engine, load_ds_config, set_schedule
 from .export import export_from_engine
-from .launch import free_port
+from .launch import free_port, release_shared_memory
 from .schedules import SSLSchedules
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,10 @@ def pretrain(model_args, data_args, train_args):
         output_dir.mkdir(parents=True, exist_ok=True)
         config.save_pretrained(output_dir)  # config.json: what the checkpoints hold
         (output_dir / "arguments.json").write_text(json.dumps(resolved(model_args, data_args, train_args), indent=1))
-    return _train(engine, model, loader, stream, schedules, train_args, data_args, output_dir, step, epoch, config)
+    try:
+        return _train(engine, model, loader, stream, schedules, train_args, data_args, output_dir, step, epoch, config)
+    finally:
+        release_shared_memory()
 
 
 def _train(engine, model, loader, stream, schedules, args, data_args, output_dir, step, epoch, config):
@@ -244,9 +247,9 @@ def _train(engine, model, loader, stream, schedules, args, data_args, output_dir
             break
     progress.close()
     seconds = time.perf_counter() - start
-    export_from_engine(engine.module, output_dir)
+    export_from_engine(engine.module, output_dir)  # collective; after it the other ranks are done
     summary = None
-    if rank == 0:
+    if rank == 0:  # alone from here: a long evaluation keeps no rank waiting in a collective with a timeout
         scores = _evaluate_teacher(output_dir, data_args, args) if data_args.eval_dataset else None
         if scores is not None:
             for name in ("linear_probe_top1", "knn_top1"):
@@ -267,5 +270,4 @@ def _train(engine, model, loader, stream, schedules, args, data_args, output_dir
         if scores is not None:
             summary["eval"] = {k: v for k, v in scores.items() if k != "arguments"}
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    dist.barrier()
     return summary
