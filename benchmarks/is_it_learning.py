@@ -13,7 +13,6 @@ Goals: trained - random >= 15 points of linear-probe top-1, and trained > shuffl
 """
 
 import argparse
-import dataclasses
 import shlex
 import subprocess
 import sys
@@ -59,7 +58,7 @@ def main():
         rows[name] = {k: sum(s[k] for s in scores) / len(scores) for k in ("linear_probe_top1", "knn_top1")}
         rows[name]["videos"] = (scores[0]["num_train_videos"], scores[0]["num_eval_videos"])
     print(f"command: {shlex.join(command)}")
-    print(f"features: {dataclasses.asdict(eval_args)['feature_type']}, mean over {args.seeds} probe split seeds")
+    print(f"features: {eval_args.feature_type}, mean over {args.seeds} probe split seeds")
     print(f"{'encoder':<42} {'linear probe %':>14} {'k-NN %':>8}")
     for name, row in rows.items():
         print(f"{name:<42} {row['linear_probe_top1']:>14.1f} {row['knn_top1']:>8.1f}")

@@ -17,16 +17,16 @@ CSV_COLUMNS = (
     "variant", "axis", "value", "baseline", "seed", "status", "error", "linear_probe_top1", "knn_top1",
     "final_loss", "train_seconds", "steps", "compression_factor", "psnr_db", "run_dir",
 )
-# (row key, table heading, higher is better, digits)
+# (row key, table heading, digits)
 METRICS = (
-    ("linear_probe_top1", "linear probe top-1 (%)", True, 1),
-    ("knn_top1", "k-NN top-1 (%)", True, 1),
-    ("final_loss", "final SSL loss", False, 3),
-    ("train_seconds", "training time (s)", False, 0),
+    ("linear_probe_top1", "linear probe top-1 (%)", 1),
+    ("knn_top1", "k-NN top-1 (%)", 1),
+    ("final_loss", "final SSL loss", 3),
+    ("train_seconds", "training time (s)", 0),
 )
 COMPRESSION_METRICS = (
-    ("compression_factor", "compression factor", True, 1),
-    ("psnr_db", "PSNR (dB)", True, 2),
+    ("compression_factor", "compression factor", 1),
+    ("psnr_db", "PSNR (dB)", 2),
 )
 
 
@@ -71,7 +71,7 @@ def markdown_table(study, summary):
     metrics = METRICS + (COMPRESSION_METRICS if study == "compression" else ())
     baseline = next((s for s in summary if s["variant"].baseline), summary[0])
     head = ["variant"]
-    for _, heading, _, _ in metrics:
+    for _, heading, _ in metrics:
         head += [heading, "Δ"]
     head += ["runs ok"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -79,7 +79,7 @@ def markdown_table(study, summary):
         variant = entry["variant"]
         name = f"**{variant.name}** (baseline)" if variant.baseline else variant.name
         cells = [name]
-        for key, _, _, digits in metrics:
+        for key, _, digits in metrics:
             mean, std = entry["stats"][key]
             cells += [_cell(mean, std, digits), "" if variant.baseline else _delta(mean, baseline["stats"][key][0], digits)]
         status = f"{entry['ok']}/{entry['runs']}"
@@ -110,7 +110,7 @@ def plot_metrics(study, summary, folder):
     metrics = METRICS + (COMPRESSION_METRICS if study == "compression" else ())
     names = [s["variant"].name for s in summary]
     paths = []
-    for key, heading, _, _ in metrics:
+    for key, heading, _ in metrics:
         means = [s["stats"][key][0] for s in summary]
         stds = [s["stats"][key][1] for s in summary]
         figure, axes = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 2), 3.5))

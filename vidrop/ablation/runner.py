@@ -85,9 +85,14 @@ def compressed_dataset(args, options):
     return folder
 
 
+def base_config(args):
+    """The baseline's `VidropConfig`: the preset with the study's overrides."""
+    return VidropConfig.from_preset(args.preset, **parse_overrides(args.config_overrides))
+
+
 def run_spec(args, variant, seed):
     """Everything that determines a run's result; a stored run is reused only when its spec is equal."""
-    base = VidropConfig.from_preset(args.preset, **parse_overrides(args.config_overrides))
+    base = base_config(args)
     config = VidropConfig(**{**base.to_dict(), **variant.config})
     compression = CompressionOptions(**variant.compression)
     return json.loads(json.dumps({  # as stored: tuples become lists
@@ -108,7 +113,7 @@ def run_spec(args, variant, seed):
     }))
 
 
-def _pretrain_command(args, variant, spec, dataset, run_dir):
+def _pretrain_command(args, variant, seed, dataset, run_dir):
     """The pre-training command of a run: the baseline's overrides with the variant's on top."""
     changed = {k: json.dumps(v) for k, v in {**parse_overrides(args.config_overrides), **variant.config}.items()}
     listed = [k for k, v in changed.items() if "," in v]
@@ -118,7 +123,7 @@ def _pretrain_command(args, variant, spec, dataset, run_dir):
     options = [
         "--preset", args.preset, "--config_overrides", overrides, "--train_dataset", str(dataset),
         "--eval_dataset", str(dataset), "--max_steps", str(args.budget_steps), "--save_steps", str(args.budget_steps),
-        "--micro_batch_size", str(args.micro_batch_size), "--deepspeed", args.deepspeed, "--seed", str(spec["seed"]),
+        "--micro_batch_size", str(args.micro_batch_size), "--deepspeed", args.deepspeed, "--seed", str(seed),
         "--output_dir", str(run_dir), "--logging_steps", "1",
     ]
     if args.budget_seconds is not None:
@@ -144,7 +149,7 @@ def run_variant(args, variant, seed, root):
     result_file = run_dir / RESULT_FILE
     if result_file.exists() and json.loads((run_dir / SPEC_FILE).read_text()) == spec:
         logger.info("reusing %s", run_dir)
-        return {**json.loads(result_file.read_text()), "reused": True}
+        return json.loads(result_file.read_text())
     if run_dir.exists():
         shutil.rmtree(run_dir)  # unfinished, failed or made with another spec: run it again
     run_dir.mkdir(parents=True)
@@ -155,7 +160,7 @@ def run_variant(args, variant, seed, root):
         dataset = compressed_dataset(args, CompressionOptions(**variant.compression))
         logger.info("running %s (seed %d)", variant.name, seed)
         process = subprocess.run(
-            _pretrain_command(args, variant, spec, dataset, run_dir), cwd=root, capture_output=True, text=True
+            _pretrain_command(args, variant, seed, dataset, run_dir), cwd=root, capture_output=True, text=True
         )
         (run_dir / "pretrain.log").write_text(process.stdout + process.stderr)
         if process.returncode != 0:
@@ -184,8 +189,7 @@ def run_study(args):
     """Run (or reuse) every variant x seed of `args.study`; returns `(variants, rows)`."""
     root = study_dir(args)
     root.mkdir(parents=True, exist_ok=True)
-    base = VidropConfig.from_preset(args.preset, **parse_overrides(args.config_overrides))
-    variants = study_variants(args.study, base, parse_grid(args.grid) if args.grid else None)
+    variants = study_variants(args.study, base_config(args), parse_grid(args.grid) if args.grid else None)
     for variant in variants:  # an invalid configuration is the user's error: stop before any run
         run_spec(args, variant, 0)
     rows = [run_variant(args, variant, seed, root) for variant in variants for seed in range(args.seeds)]

@@ -37,9 +37,11 @@ def colour_jitter(frames, strength, grayscale, rng):
         if op == 0:  # brightness
             frames = frames * factor
         elif op == 1:  # contrast, around the mean grey level of the view
-            frames = (frames - _grey(frames).mean()) * factor + _grey(frames).mean()
+            grey = _grey(frames).mean()
+            frames = (frames - grey) * factor + grey
         else:  # saturation, around each pixel's grey
-            frames = (frames - _grey(frames)) * factor + _grey(frames)
+            grey = _grey(frames)
+            frames = (frames - grey) * factor + grey
         frames = frames.clamp(0, 1)
     return _grey(frames).expand_as(frames) if grayscale else frames
 

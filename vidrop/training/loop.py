@@ -103,8 +103,8 @@ def _single_process_environment():
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
 
 
-def _evaluate_teacher(output_dir, data_args, train_args):
-    """Linear probe and k-NN of the exported teacher (rank 0), written to `output_dir/eval.json`."""
+def _evaluate_teacher(teacher, output_dir, data_args, train_args):
+    """Linear probe and k-NN of the teacher backbone just exported (rank 0), written to `output_dir/eval.json`."""
     args = EvalArguments(
         model=str(output_dir / "teacher"),
         train_dataset=data_args.train_dataset,
@@ -113,7 +113,7 @@ def _evaluate_teacher(output_dir, data_args, train_args):
         seed=train_args.seed,
         output=str(output_dir / "eval.json"),
     )
-    scores = evaluate(args)
+    scores = evaluate(args, model=teacher)  # the exported weights, already in memory
     logger.info("evaluation of the teacher:\n%s", format_table(scores))
     return scores
 
@@ -250,7 +250,9 @@ def _train(engine, model, loader, stream, schedules, args, data_args, output_dir
     export_from_engine(engine.module, output_dir)  # collective; after it the other ranks are done
     summary = None
     if rank == 0:  # alone from here: a long evaluation keeps no rank waiting in a collective with a timeout
-        scores = _evaluate_teacher(output_dir, data_args, args) if data_args.eval_dataset else None
+        scores = None
+        if data_args.eval_dataset:
+            scores = _evaluate_teacher(model.teacher["backbone"], output_dir, data_args, args)
         if scores is not None:
             for name in ("linear_probe_top1", "knn_top1"):
                 writer.add_scalar(f"eval/{name}", scores[name], step)
