@@ -38,9 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 
-def train_vidrop(workdir, pretrain_args):
-    """The default recipe through the launcher -> `[(seconds, step, teacher folder)]` at its checkpoints."""
-    output = workdir / "vidrop"
+def train_vidrop(workdir, pretrain_args, name="vidrop"):
+    """The default recipe through the launcher into `workdir/name` -> `([(seconds, step, teacher folder)]` at its
+    checkpoints, summary, command)."""
+    output = workdir / name
     command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--output_dir", output, "--save_steps", 50,
                                 *shlex.split(pretrain_args))
     subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -52,8 +53,8 @@ def train_vidrop(workdir, pretrain_args):
     points = []
     for tag in sorted(p.name for p in (output / "checkpoints").glob("step-*")):
         step = int(tag.split("-")[1])
-        export_from_checkpoint(output, tag, workdir / "vidrop-exports" / tag)
-        points.append((wall[step], step, workdir / "vidrop-exports" / tag / "teacher"))
+        export_from_checkpoint(output, tag, workdir / f"{name}-exports" / tag)
+        points.append((wall[step], step, workdir / f"{name}-exports" / tag / "teacher"))
     return points, json.loads((output / "summary.json").read_text()), shlex.join(command)
 
 

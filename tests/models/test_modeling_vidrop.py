@@ -15,7 +15,7 @@ def _model(config, seed=0):
     return VidropModel(config).eval()
 
 
-@pytest.mark.parametrize("position_embedding_type", ["sincos_3d", "learned"])
+@pytest.mark.parametrize("position_embedding_type", ["sincos_3d", "learned", "sincos_1d", "rope_3d"])
 def test_dense_and_sparse_shapes(tiny_config, clip_batch, position_embedding_type):
     config = tiny_config(position_embedding_type=position_embedding_type)
     model = _model(config)
@@ -79,7 +79,7 @@ def test_masked_tokens_see_only_the_mask_token(tiny_config, clip_batch):
     assert torch.equal(before[1], unmasked[1])
 
 
-@pytest.mark.parametrize("position_embedding_type", ["sincos_3d", "learned"])
+@pytest.mark.parametrize("position_embedding_type", ["sincos_3d", "learned", "sincos_1d", "rope_3d"])
 def test_other_grids_need_no_retraining(tiny_config, position_embedding_type):
     model = _model(tiny_config(position_embedding_type=position_embedding_type))
     for frames, size in [(2, 16), (8, 32), (4, 48), (6, 24)]:
@@ -96,6 +96,40 @@ def test_learned_position_table_is_used_unchanged_at_the_config_grid(tiny_config
     expected = model.embeddings.position_embeddings.flatten(2)[0].T
     assert torch.equal(table, expected)
     assert model.embeddings.position_table((4, 6, 6), torch.device("cpu")).shape == (144, 48)
+
+
+def test_a_table_keeps_its_grid_when_the_clip_size_changes(tiny_config):
+    """`position_embedding_grid` stays with the weights: continuing at another clip size resizes the same table."""
+    config = tiny_config(position_embedding_type="sincos_1d")
+    assert config.position_embedding_grid == [2, 4, 4]
+    longer = type(config)(**{**config.to_dict(), "num_frames": 8, "image_size": 48})
+    assert longer.position_embedding_grid == [2, 4, 4] and longer.token_grid == (4, 6, 6)
+    table = _model(config).embeddings.position_table((2, 4, 4), torch.device("cpu"))
+    assert torch.equal(_model(longer).embeddings.position_table((2, 4, 4), torch.device("cpu")), table)
+    learned = _model(tiny_config(position_embedding_type="learned"))
+    assert learned.embeddings.position_embeddings.shape == (1, 48, 2, 4, 4)
+    again = VidropModel(type(config)(**{**learned.config.to_dict(), "num_frames": 8}))
+    again.load_state_dict(learned.state_dict())  # same table shape at the new clip length
+
+
+def test_rope_angles_follow_each_tokens_grid_position(tiny_config, clip_batch):
+    """Channel layout of `rope_3d`: time, height, width in turn, each angle table repeated by halves (V-JEPA 2's
+    layout, which the conversion tests check against the source), the remainder unturned."""
+    from vidrop.models.modeling_vidrop import rope_3d_angles
+
+    grid, head_dim = (4, 6, 6), 16  # 3 axes x 4 turned channels + 4 left as they are
+    keep = torch.tensor([[0, (3 * 6 + 5) * 6 + 2]])  # tokens (0, 0, 0) and (3, 5, 2)
+    angles = rope_3d_angles(keep, grid, head_dim)  # (1, 2, 16)
+    omega = torch.tensor([1.0, 0.01])  # 10000^(-j / 2) for j = 0, 1
+    expected = torch.cat([3 * omega, 3 * omega, 5 * omega, 5 * omega, 2 * omega, 2 * omega, torch.zeros(4)])
+    torch.testing.assert_close(angles[0, 1], expected)
+    assert torch.equal(angles[0, 0], torch.zeros(16))
+    model = _model(tiny_config(position_embedding_type="rope_3d"))
+    clips = clip_batch()
+    keep_later = torch.arange(16, 32).expand(2, 16)  # the second time step only
+    later = model(clips, keep_indices=keep_later).last_hidden_state
+    earlier = model(clips.roll(-2, dims=1), keep_indices=keep_later - 16).last_hidden_state  # same pixels at t=0
+    assert not torch.allclose(later, earlier)  # the same pixels at another time give other features
 
 
 def test_sincos_table_is_distinct_per_token():
@@ -160,11 +194,12 @@ def test_video_classification(tiny_config, clip_batch, tmp_path):
     assert torch.equal(from_backbone.vidrop(clips).pooler_output, model.vidrop(clips).pooler_output)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients(tiny_config, clip_batch):
+@pytest.mark.parametrize("position_embedding_type", ["sincos_3d", "rope_3d"])
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_config, clip_batch, position_embedding_type):
     clips = clip_batch()
     grads = []
     for checkpointing in (False, True):
-        model = _model(tiny_config()).train()
+        model = _model(tiny_config(position_embedding_type=position_embedding_type)).train()
         if checkpointing:
             model.activation_checkpointing_enable()
             assert model.encoder.gradient_checkpointing
@@ -181,8 +216,9 @@ def test_output_hidden_states_and_tuple_output(tiny_config, clip_batch):
     assert torch.equal(as_tuple[0], out.last_hidden_state)
 
 
-def test_bf16_forward_runs_and_matches_fp32(tiny_config, clip_batch):
-    model = _model(tiny_config())
+@pytest.mark.parametrize("position_embedding_type", ["sincos_3d", "rope_3d"])
+def test_bf16_forward_runs_and_matches_fp32(tiny_config, clip_batch, position_embedding_type):
+    model = _model(tiny_config(position_embedding_type=position_embedding_type))
     clips = clip_batch()
     reference = model(clips).last_hidden_state
     out = model.to(torch.bfloat16)(clips).last_hidden_state  # fp32 pixels are cast to the weights' dtype

@@ -238,3 +238,64 @@ def test_a_finished_run_leaves_no_shared_memory_behind(compressed_dataset, tmp_p
     before = set(Path("/dev/shm").glob("deepspeed_allreduce_buffer_*"))
     _run(_command(compressed_dataset, tmp_path / "run", steps=2), tmp_path)
     assert set(Path("/dev/shm").glob("deepspeed_allreduce_buffer_*")) <= before
+
+
+def _small_source(kind, folder):
+    """A random-weight VideoMAE (16-frame 48^2 grid, unlike the 4 x 32^2 training clips) or V-JEPA 2 folder."""
+    from transformers import VideoMAEConfig, VideoMAEForPreTraining, VJEPA2Config, VJEPA2Model
+
+    torch.manual_seed(0)
+    if kind == "videomae":
+        config = VideoMAEConfig(image_size=48, patch_size=8, num_frames=8, hidden_size=48, num_hidden_layers=2,
+                                num_attention_heads=3, intermediate_size=96, decoder_hidden_size=32,
+                                decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=64)
+        VideoMAEForPreTraining(config).save_pretrained(folder)
+    else:
+        config = VJEPA2Config(crop_size=32, patch_size=8, frames_per_clip=4, hidden_size=48, num_hidden_layers=2,
+                              num_attention_heads=3, mlp_ratio=2.0, pred_hidden_size=24, pred_num_hidden_layers=1,
+                              pred_num_attention_heads=2)
+        VJEPA2Model(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["videomae", "vjepa2"])
+def test_continued_pretraining_from_videomae_and_vjepa2(kind, compressed_dataset, tmp_path):
+    """VideoMAE converted by `launchers/convert.py`, V-JEPA 2 given as its own folder: both train under ZeRO-2,
+    keep the source's architecture and position scheme, and the teacher starts from the source's weights."""
+    source = _small_source(kind, tmp_path / "source")
+    init_from = source
+    if kind == "videomae":
+        init_from = tmp_path / "converted"
+        subprocess.run([sys.executable, str(ROOT / "launchers" / "convert.py"), "--from_pretrained", str(source),
+                        "--source", kind, "--output_dir", str(init_from)], check=True, capture_output=True)
+    output = tmp_path / "run"
+    ssl_fields = ("num_frames=4,image_size=32,small_crop_size=16,num_prototypes=64,num_patch_prototypes=64,"
+                  "head_hidden_size=64,head_bottleneck_size=32,drop_rate=0.5")
+    _run(_command(compressed_dataset, output, "--init_from", str(init_from), "--config_overrides", ssl_fields,
+                  steps=4), tmp_path)
+    teacher = AutoModel.from_pretrained(output / "teacher")
+    assert (teacher.config.num_frames, teacher.config.image_size, teacher.config.hidden_size) == (4, 32, 48)
+    expected = ("sincos_1d", [4, 6, 6]) if kind == "videomae" else ("rope_3d", [2, 4, 4])
+    assert (teacher.config.position_embedding_type, teacher.config.position_embedding_grid) == expected
+    from vidrop.conversion import convert
+
+    start = convert(source)[0].state_dict()
+    name = "encoder.layer.1.mlp.fc2.weight"
+    moved = (teacher.state_dict()[name] - start[name]).abs().max()
+    assert 0 < moved < 0.1 * start[name].abs().max()  # trained a little, from the source's weights
+
+
+def test_init_from_keeps_its_architecture(tmp_path, tiny_config):
+    from vidrop.training.arguments import ModelArguments
+
+    vidrop.VidropModel(tiny_config(position_embedding_type="learned")).save_pretrained(tmp_path / "small")
+    config = ModelArguments(init_from=str(tmp_path / "small")).vidrop_config()  # the demo's overrides do not apply
+    small = tiny_config(position_embedding_type="learned")
+    fields = ("num_hidden_layers", "hidden_size", "num_frames", "image_size", "patch_size", "num_prototypes",
+              "position_embedding_grid")
+    assert [getattr(config, k) for k in fields] == [getattr(small, k) for k in fields]
+    assert ModelArguments(init_from=str(tmp_path / "small"), config_overrides="hidden_size=48,drop_rate=0.9") \
+        .vidrop_config().drop_rate == 0.9  # an architecture field at its own value is fine
+    with pytest.raises(ValueError, match=r"changes hidden_size, num_hidden_layers of the --init_from model"):
+        ModelArguments(init_from=str(tmp_path / "small"), config_overrides="hidden_size=96,num_hidden_layers=3") \
+            .vidrop_config()

@@ -1,6 +1,6 @@
 """HF-style ViDROP model: configuration and modeling (importable as Hub remote code)."""
 
-from .configuration_vidrop import PRESETS, VidropConfig
+from .configuration_vidrop import ARCHITECTURE_FIELDS, PRESETS, VidropConfig
 from .modeling_vidrop import (
     VidropForVideoClassification,
     VidropModel,
@@ -9,6 +9,7 @@ from .modeling_vidrop import (
 )
 
 __all__ = [
+    "ARCHITECTURE_FIELDS",
     "PRESETS",
     "VidropConfig",
     "VidropForVideoClassification",

@@ -5,7 +5,13 @@ from transformers import PretrainedConfig
 DROP_PATTERNS = ("random", "tube", "block", "spatial_uniform", "temporal_uniform", "stratified")
 LOSS_TYPES = ("dino_ibot", "mse", "cosine", "smooth_l1")
 CENTERINGS = ("center", "sinkhorn_knopp")
-POSITION_EMBEDDING_TYPES = ("sincos_3d", "learned")
+POSITION_EMBEDDING_TYPES = ("sincos_3d", "learned", "sincos_1d", "rope_3d")
+# Fields that decide a checkpoint's weights or what they compute: a model started from a checkpoint keeps them.
+ARCHITECTURE_FIELDS = (
+    "tubelet_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers", "num_attention_heads",
+    "intermediate_size", "hidden_act", "layer_norm_eps", "qkv_bias", "use_cls_token", "position_embedding_type",
+    "position_embedding_grid", "use_final_layernorm",
+)
 HIDDEN_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "quick_gelu", "relu", "silu")
 
 # ViT-T/S/B/L/H backbone dimensions (Dosovitskiy et al.; ViT-H with 16 heads of 80).
@@ -60,8 +66,16 @@ class VidropConfig(PretrainedConfig):
         initializer_range (`float`, defaults to 0.02): std of the truncated normal weight initialisation.
         use_cls_token (`bool`, defaults to True): prepend a learned CLS token (the CLS loss needs it).
         position_embedding_type (`str`, defaults to `"sincos_3d"`): `"sincos_3d"` (fixed, separable
-            sine-cosine over time, height and width, computed for any token grid) or `"learned"` (a table at
-            the config grid, trilinearly resized for other grids).
+            sine-cosine over time, height and width, computed for any token grid), `"learned"` (a table at
+            the config grid, trilinearly resized for other grids), `"sincos_1d"` (VideoMAE's fixed sine-cosine
+            table over the flattened config grid, trilinearly resized for other grids) or `"rope_3d"` (V-JEPA 2's
+            rotary embedding of the queries and keys by each token's time, height and width on the grid; no
+            additive table; the CLS token is not rotated).
+        position_embedding_grid (`list[int]`, defaults to the token grid of `num_frames` and `image_size`): the
+            `(T', H', W')` grid on which the `"learned"` or `"sincos_1d"` table is defined (other grids resize it);
+            it stays with the weights when a checkpoint is continued at another clip size.
+        use_final_layernorm (`bool`, defaults to True): LayerNorm on the encoder output (VideoMAE checkpoints
+            with `use_mean_pooling=True` have none).
         drop_pattern (`str`, defaults to `"random"`): how kept tokens are chosen, one of `DROP_PATTERNS`.
         drop_rate (`float`, defaults to 0.75): fraction of tokens dropped before the encoder, in [0, 1).
         mask_ratio (`float`, defaults to 0.5): fraction of kept tokens the student sees as the mask token.
@@ -107,6 +121,8 @@ class VidropConfig(PretrainedConfig):
         initializer_range=0.02,
         use_cls_token=True,
         position_embedding_type="sincos_3d",
+        position_embedding_grid=None,
+        use_final_layernorm=True,
         drop_pattern="random",
         drop_rate=0.75,
         mask_ratio=0.5,
@@ -144,6 +160,8 @@ class VidropConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.use_cls_token = use_cls_token
         self.position_embedding_type = position_embedding_type
+        self.position_embedding_grid = None if position_embedding_grid is None else list(position_embedding_grid)
+        self.use_final_layernorm = use_final_layernorm
         self.drop_pattern = drop_pattern
         self.drop_rate = drop_rate
         self.mask_ratio = mask_ratio
@@ -163,6 +181,8 @@ class VidropConfig(PretrainedConfig):
         self.patch_loss_weight = patch_loss_weight
         self.teacher_sees_dropped_tokens = teacher_sees_dropped_tokens
         self.validate_vidrop()
+        if self.position_embedding_grid is None:
+            self.position_embedding_grid = list(self.token_grid)
 
     @property
     def token_grid(self):
@@ -207,6 +227,20 @@ class VidropConfig(PretrainedConfig):
             )
         if self.position_embedding_type == "sincos_3d" and self.hidden_size < 6:
             raise ValueError(f"hidden_size={self.hidden_size} is too small for sincos_3d; allowed: >= 6")
+        head_dim = self.hidden_size // self.num_attention_heads
+        if self.position_embedding_type == "rope_3d" and head_dim < 6:
+            raise ValueError(
+                f"hidden_size / num_attention_heads = {head_dim} is too small for rope_3d; allowed: >= 6 "
+                "(two rotated channels per axis)"
+            )
+        if self.position_embedding_grid is not None:
+            if len(self.position_embedding_grid) != 3:
+                raise ValueError(
+                    f"position_embedding_grid={self.position_embedding_grid!r} is not allowed; "
+                    "it must be 3 positive integers (T', H', W')"
+                )
+            for size in self.position_embedding_grid:
+                _check_positive_int("position_embedding_grid", size)
         _check_choice("hidden_act", self.hidden_act, HIDDEN_ACTS)
         _check_choice("position_embedding_type", self.position_embedding_type, POSITION_EMBEDDING_TYPES)
         _check_choice("drop_pattern", self.drop_pattern, DROP_PATTERNS)

@@ -25,7 +25,8 @@ class VidropModelOutput(ModelOutput):
 
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(B, 1 + K, D)`, or `(B, K, D)` without a CLS token):
-            final-LayerNorm features of the CLS token and of the encoded tokens, in `keep_indices` order.
+            features (after the final LayerNorm, if any) of the CLS token and of the encoded tokens, in
+            `keep_indices` order.
         pooler_output (`torch.FloatTensor` of shape `(B, D)`): the CLS feature, or the mean of the token
             features when the model has no CLS token.
         keep_indices (`torch.LongTensor` of shape `(B, K)`): grid index of every encoded token (all `N` tokens
@@ -64,6 +65,51 @@ def sincos_3d_position_embeddings(grid, dim, device=None):
     table[..., axis_dim : 2 * axis_dim] = emb_h[None, :, None, :]
     table[..., 2 * axis_dim : 3 * axis_dim] = emb_w[None, None, :, :]
     return table.reshape(t * h * w, dim).float()
+
+
+def sincos_1d_position_embeddings(num_positions, dim):
+    """VideoMAE's fixed table over `num_positions` flattened grid positions -> `(num_positions, dim)` float32.
+
+    Channel `j` holds `sin` (even `j`) or `cos` (odd `j`) of `position / 10000^(2 * (j // 2) / dim)`: sine and
+    cosine interleaved, unlike `sincos_1d`, which is what VideoMAE checkpoints were trained with.
+    """
+    exponent = 2 * (torch.arange(dim, dtype=torch.float64) // 2) / dim  # (dim,)
+    angles = torch.arange(num_positions, dtype=torch.float64)[:, None] / 10000**exponent[None, :]  # (L, dim)
+    table = angles.clone()
+    table[:, 0::2] = angles[:, 0::2].sin()
+    table[:, 1::2] = angles[:, 1::2].cos()
+    return table.float()
+
+
+def rope_3d_angles(keep_indices, grid, head_dim):
+    """Rotation angles of V-JEPA 2's 3D rotary embedding for the tokens `keep_indices` `(B, K)` of a grid
+    `(T', H', W')` -> `(B, K, head_dim)` float32.
+
+    Each of time, height and width rotates `a = 2 * (head_dim // 3 // 2)` channels of every head, in that order;
+    the last `head_dim - 3a` channels are not rotated (angle 0). Within an axis, channel `j` of the `a` turns by
+    `position * 10000^(-(j mod a/2) / (a/2))`: the angles repeat by halves while `apply_rotary` pairs neighbouring
+    channels, so the two channels of a pair turn by different angles. That is V-JEPA 2's layout, which its
+    checkpoints were trained with, and it is reproduced as it is.
+    """
+    _, grid_h, grid_w = grid
+    coordinates = (keep_indices // (grid_h * grid_w), keep_indices // grid_w % grid_h, keep_indices % grid_w)
+    axis_dim = 2 * (head_dim // 3 // 2)
+    omega = torch.arange(axis_dim // 2, dtype=torch.float32, device=keep_indices.device) / (axis_dim / 2)
+    omega = 1.0 / 10000**omega  # (a/2,)
+    parts = []
+    for coordinate in coordinates:
+        angles = coordinate.float()[..., None] * omega  # (B, K, a/2)
+        parts += [angles, angles]
+    parts.append(keep_indices.new_zeros(*keep_indices.shape, head_dim - 3 * axis_dim, dtype=torch.float32))
+    return torch.cat(parts, dim=-1)  # (B, K, head_dim)
+
+
+def apply_rotary(x, cos, sin):
+    """Rotate channel pairs `(2i, 2i + 1)` of `x` `(B, h, L, d)` by the angles whose `cos`, `sin` are
+    `(B, 1, L, d)`: `x * cos + (-x[2i + 1], x[2i]) * sin`."""
+    pairs = x.unflatten(-1, (-1, 2))  # (B, h, L, d/2, 2)
+    swapped = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)  # (B, h, L, d)
+    return x * cos + swapped * sin
 
 
 def drop_path(x, drop_prob, training):
@@ -148,22 +194,36 @@ class VidropEmbeddings(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if config.use_cls_token else None
         if config.position_embedding_type == "learned":
-            self.position_embeddings = nn.Parameter(torch.zeros(1, config.hidden_size, *config.token_grid))
+            self.position_embeddings = nn.Parameter(torch.zeros(1, config.hidden_size, *config.position_embedding_grid))
         else:
             self.position_embeddings = None
-        self._sincos_tables = {}  # (grid, device) -> (N, D) fixed table; a cache, not state
+        self._fixed_tables = {}  # (grid, device) -> (N, D) fixed table; a cache, not state
 
     def position_table(self, grid, device):
-        """Position embeddings for a token grid `(T', H', W')` -> `(N, D)`."""
-        if self.position_embeddings is None:
-            key = (tuple(grid), device)
-            if key not in self._sincos_tables:
-                self._sincos_tables[key] = sincos_3d_position_embeddings(grid, self.config.hidden_size, device=device)
-            return self._sincos_tables[key]
-        table = self.position_embeddings  # (1, D, T0', H0', W0')
+        """Additive position embeddings for a token grid `(T', H', W')` -> `(N, D)`; `None` for `rope_3d`."""
+        kind = self.config.position_embedding_type
+        if kind == "rope_3d":
+            return None
+        if kind == "learned":
+            return self._resized(self.position_embeddings, grid)
+        key = (tuple(grid), device)
+        if key not in self._fixed_tables:
+            if kind == "sincos_3d":
+                table = sincos_3d_position_embeddings(grid, self.config.hidden_size, device=device)
+            else:  # sincos_1d: VideoMAE's table lives on the grid it was trained at
+                table_grid = self.config.position_embedding_grid
+                table = sincos_1d_position_embeddings(math.prod(table_grid), self.config.hidden_size)
+                table = table.to(device).transpose(0, 1).reshape(1, -1, *table_grid)  # (1, D, T0', H0', W0')
+                table = self._resized(table, grid)
+            self._fixed_tables[key] = table
+        return self._fixed_tables[key]
+
+    @staticmethod
+    def _resized(table, grid):
+        """A table `(1, D, T0', H0', W0')` at `grid` (trilinear when it differs) -> `(N, D)`."""
         if tuple(table.shape[2:]) != tuple(grid):
             table = F.interpolate(table, size=grid, mode="trilinear", align_corners=False)
-        return table.flatten(2)[0].transpose(0, 1)  # (N, D)
+        return table.flatten(2)[0].transpose(0, 1)
 
     def forward(self, pixel_values, keep_indices=None, mask=None):
         """Embed a clip.
@@ -193,8 +253,9 @@ class VidropEmbeddings(nn.Module):
                     f"allowed: bool of the shape of keep_indices {tuple(keep_indices.shape)}"
                 )
             embeddings = torch.where(mask[..., None], self.mask_token.to(embeddings.dtype), embeddings)
-        table = self.position_table(grid, embeddings.device).to(embeddings.dtype)  # (N, D)
-        embeddings = embeddings + table[keep_indices]  # (B, K, D)
+        table = self.position_table(grid, embeddings.device)  # (N, D) or None
+        if table is not None:
+            embeddings = embeddings + table.to(embeddings.dtype)[keep_indices]  # (B, K, D)
         if self.cls_token is not None:
             cls = self.cls_token.to(embeddings.dtype).expand(batch, -1, -1)  # (B, 1, D)
             embeddings = torch.cat([cls, embeddings], dim=1)
@@ -210,11 +271,14 @@ class VidropSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
         self.proj = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden_states):
-        """`(B, L, D)` -> `(B, L, D)`."""
+    def forward(self, hidden_states, rotary=None):
+        """`(B, L, D)` -> `(B, L, D)`; `rotary`, the `(cos, sin)` of `rope_3d` `(B, 1, L, D/h)`, turns queries and
+        keys."""
         batch, length, dim = hidden_states.shape
         qkv = self.qkv(hidden_states).reshape(batch, length, 3, self.num_heads, dim // self.num_heads)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, L, D/h)
+        if rotary is not None:
+            query, key = apply_rotary(query, *rotary), apply_rotary(key, *rotary)
         context = F.scaled_dot_product_attention(query, key, value)  # (B, h, L, D/h)
         return self.proj(context.transpose(1, 2).reshape(batch, length, dim))
 
@@ -244,10 +308,10 @@ class VidropLayer(nn.Module):
         self.mlp = VidropMLP(config)
         self.drop_path_rate = drop_path_rate
 
-    def forward(self, hidden_states):
-        """`(B, L, D)` -> `(B, L, D)`."""
+    def forward(self, hidden_states, rotary=None):
+        """`(B, L, D)` -> `(B, L, D)`; `rotary` as in `VidropSelfAttention`."""
         hidden_states = hidden_states + drop_path(
-            self.attention(self.norm1(hidden_states)), self.drop_path_rate, self.training
+            self.attention(self.norm1(hidden_states), rotary), self.drop_path_rate, self.training
         )
         return hidden_states + drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training)
 
@@ -261,16 +325,16 @@ class VidropEncoder(nn.Module):
         self.layer = nn.ModuleList([VidropLayer(config, rate) for rate in rates])
         self.gradient_checkpointing = False
 
-    def forward(self, hidden_states, output_hidden_states=False):
-        """`(B, L, D)` -> `(last (B, L, D), all hidden states or None)`."""
+    def forward(self, hidden_states, rotary=None, output_hidden_states=False):
+        """`(B, L, D)` -> `(last (B, L, D), all hidden states or None)`; `rotary` as in `VidropSelfAttention`."""
         all_hidden_states = [] if output_hidden_states else None
         for layer in self.layer:
             if output_hidden_states:
                 all_hidden_states.append(hidden_states)
             if self.gradient_checkpointing and self.training:
-                hidden_states = self._gradient_checkpointing_func(layer.__call__, hidden_states)
+                hidden_states = self._gradient_checkpointing_func(layer.__call__, hidden_states, rotary)
             else:
-                hidden_states = layer(hidden_states)
+                hidden_states = layer(hidden_states, rotary)
         if output_hidden_states:
             all_hidden_states.append(hidden_states)
         return hidden_states, tuple(all_hidden_states) if output_hidden_states else None
@@ -316,11 +380,22 @@ class VidropModel(VidropPreTrainedModel):
         super().__init__(config)
         self.embeddings = VidropEmbeddings(config)
         self.encoder = VidropEncoder(config)
-        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.layernorm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_final_layernorm else None
+        )
         self.post_init()
 
     def get_input_embeddings(self):
         return self.embeddings.patch_embeddings
+
+    def _rotary(self, pixel_values, keep_indices, dtype):
+        """`(cos, sin)` `(B, 1, [1 +] K, D/h)` of `rope_3d` for the encoded tokens (the CLS token unturned)."""
+        grid = self.embeddings.patch_embeddings.grid(pixel_values)
+        angles = rope_3d_angles(keep_indices, grid, self.config.hidden_size // self.config.num_attention_heads)
+        if self.config.use_cls_token:
+            angles = F.pad(angles, (0, 0, 1, 0))  # (B, 1 + K, D/h), angle 0 for the CLS token
+        angles = angles[:, None]  # (B, 1, L, D/h), broadcast over heads
+        return angles.cos().to(dtype), angles.sin().to(dtype)
 
     def forward(
         self,
@@ -349,8 +424,11 @@ class VidropModel(VidropPreTrainedModel):
         output_hidden_states = bool(output_hidden_states)
         return_dict = self.config.return_dict if return_dict is None else return_dict
         embeddings, keep_indices = self.embeddings(pixel_values, keep_indices, mask)
-        hidden_states, all_hidden_states = self.encoder(embeddings, output_hidden_states)
-        last_hidden_state = self.layernorm(hidden_states)  # (B, [1 +] K, D)
+        rotary = None
+        if self.config.position_embedding_type == "rope_3d":
+            rotary = self._rotary(pixel_values, keep_indices, embeddings.dtype)
+        hidden_states, all_hidden_states = self.encoder(embeddings, rotary, output_hidden_states)
+        last_hidden_state = self.layernorm(hidden_states) if self.layernorm is not None else hidden_states
         if self.config.use_cls_token:
             pooler_output = last_hidden_state[:, 0]
         else:

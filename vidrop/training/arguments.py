@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 import yaml
 from transformers import HfArgumentParser
 
-from ..models import PRESETS, VidropConfig
+from ..conversion import backbone_config
+from ..models import ARCHITECTURE_FIELDS, PRESETS, VidropConfig
 
 DEFAULT_OUTPUT_DIR = "outputs/demo"
 DEFAULT_DATASET = "outputs/data/synthetic"
@@ -25,19 +26,36 @@ class ModelArguments:
     """Which model to pre-train."""
 
     preset: str = field(default="tiny", metadata={"help": f"backbone size: {', '.join(PRESETS)}"})
-    config_overrides: str = field(
-        default=DEMO_OVERRIDES,
-        metadata={"help": "VidropConfig fields as 'name=value,...', e.g. 'drop_rate=0.9,loss_type=mse' (JSON values)"},
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "VidropConfig fields as 'name=value,...', e.g. 'drop_rate=0.9,loss_type=mse' (JSON values); "
+                          "default: the demo's (a ViT-T of 6 blocks on 8 x 64^2 clips) with --preset, none with "
+                          "--init_from"},
     )
-    init_from: str | None = field(default=None, metadata={"help": "an HF VidropModel folder to start from"})
+    init_from: str | None = field(
+        default=None,
+        metadata={"help": "an HF VidropModel folder to start from, or a VideoMAE / V-JEPA 2 folder (converted on "
+                          "the fly, with a new CLS token; launchers/convert.py does it once)"},
+    )
 
     def vidrop_config(self):
-        """The `VidropConfig`: the preset (or `init_from`'s config) with the overrides applied."""
-        overrides = parse_overrides(self.config_overrides)
-        if self.init_from:
-            base = VidropConfig.from_pretrained(self.init_from).to_dict()
-            return VidropConfig(**{**base, **overrides})
-        return VidropConfig.from_preset(self.preset, **overrides)
+        """The `VidropConfig`: the preset (or `init_from`'s config) with the overrides applied.
+
+        A model started from `init_from` keeps its architecture: overriding one of `ARCHITECTURE_FIELDS` with
+        another value is a `ValueError`.
+        """
+        if not self.init_from:
+            overrides = DEMO_OVERRIDES if self.config_overrides is None else self.config_overrides
+            return VidropConfig.from_preset(self.preset, **parse_overrides(overrides))
+        base = backbone_config(self.init_from)
+        overrides = parse_overrides(self.config_overrides or "")
+        changed = [name for name in ARCHITECTURE_FIELDS if name in overrides and overrides[name] != getattr(base, name)]
+        if changed:
+            raise ValueError(
+                f"--config_overrides changes {', '.join(changed)} of the --init_from model {self.init_from}; allowed: "
+                "fields outside the architecture (clip size, drop and mask, SSL objective)"
+            )
+        return VidropConfig(**{**base.to_dict(), **overrides})
 
 
 @dataclass

@@ -16,10 +16,11 @@ import torch.distributed as dist
 from torchdata.stateful_dataloader import StatefulDataLoader
 from tqdm.auto import tqdm
 
+from ..conversion import load_backbone
 from ..data import ClipStream, MultiCrop, SSLCollator, build_dataset, build_synthetic_videos
 from ..data.shards import CompressionOptions
 from ..evaluation import EvalArguments, evaluate, format_table
-from ..models import VidropConfig, VidropModel
+from ..models import VidropConfig
 from ..ssl import SelfDistillation
 from . import checkpoint
 from .arguments import DEFAULT_DATASET, resolved
@@ -143,7 +144,7 @@ def pretrain(model_args, data_args, train_args):
         logger.info("%g epochs = %d steps", train_args.num_epochs, train_args.max_steps)
 
     _seed_everything(train_args.seed)
-    backbone = VidropModel.from_pretrained(model_args.init_from) if model_args.init_from else None
+    backbone = load_backbone(model_args.init_from, config) if model_args.init_from else None
     model = SelfDistillation(config, backbone)
     schedules = SSLSchedules(
         total_steps=train_args.max_steps,
