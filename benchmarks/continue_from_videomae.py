@@ -60,7 +60,7 @@ def main():
     print(f"ViDROP continued: the same with --init_from the VideoMAE folder and --config_overrides {ssl_overrides()}")
     print(f"probes: mean over {args.seeds} held-out splits of the embedded dataset (chance 12.5%); "
           f"{torch.get_num_threads()} threads")
-    print(f"{'model':<36} {'features':<10} {'linear probe %':>14} {'k-NN %':>8}")
+    print(f"{'model':<44} {'features':<10} {'linear probe %':>14} {'k-NN %':>8}")
     before = convert(workdir / "videomae")[0]
     rows = [("VideoMAE, before continuing", before, "mean_patch")]
     for label, points in (("ViDROP continued from VideoMAE", continued), ("ViDROP from random (baseline)", scratch)):
@@ -69,7 +69,7 @@ def main():
         rows += [(f"{label}, {step} steps", model, "mean_patch"), (f"{label}, {step} steps", model, "both")]
     for label, model, feature_type in rows:
         top1, knn = probe(lambda d, a, m=model: vidrop_features(m, d, a), dataset, args.seeds, feature_type)
-        print(f"{label:<36} {feature_type:<10} {top1:>14.1f} {knn:>8.1f}")
+        print(f"{label:<44} {feature_type:<10} {top1:>14.1f} {knn:>8.1f}")
     print(f"(work folder {workdir}; pretrain args {shlex.quote(args.pretrain_args)})")
     return 0
 
