@@ -9,6 +9,7 @@ from transformers import HfArgumentParser
 from vidrop.compression.clusterers import CLUSTERERS
 from vidrop.data.shards import CompressionOptions, build_dataset
 from vidrop.data.synthetic import build_synthetic_videos
+from vidrop.hub import HubPushError, push_dataset
 
 
 @dataclass
@@ -30,6 +31,10 @@ class CompressArguments:
     make_synthetic: bool = field(
         default=False, metadata={"help": "first write the embedded synthetic motion videos into input_dir"}
     )
+    push_to_hub: str | None = field(
+        default=None, metadata={"help": "then push the dataset to this Hub dataset repo (namespace/name)"}
+    )
+    hub_private: bool = field(default=False, metadata={"help": "create the Hub repo private"})
 
 
 def main(argv=None):
@@ -57,6 +62,11 @@ def main(argv=None):
         "%d videos, %d skipped, compression factor %.1f, PSNR %.2f dB -> %s",
         totals["videos"], len(totals["skipped"]), totals["compression_factor"], totals["psnr_db"], args.output_dir,
     )
+    if args.push_to_hub:
+        try:
+            push_dataset(args.output_dir, args.push_to_hub, private=args.hub_private)
+        except HubPushError as error:
+            raise SystemExit(f"error: {error} (the dataset is complete in {args.output_dir})") from None
     return 0
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load, load_file
 from transformers import AutoModel
 
 import vidrop  # noqa: F401  (registers the Auto classes)
@@ -30,8 +31,8 @@ def _command(dataset, output_dir, *extra, stage=2, steps=6):
             "--max_steps", str(steps), "--save_steps", "2", "--logging_steps", "1", "--warmup_steps", "1", *extra]
 
 
-def _run(command, cwd):
-    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, start_new_session=True)
+def _run(command, cwd, env=None):
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, start_new_session=True, env=env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result
 
@@ -299,3 +300,40 @@ def test_init_from_keeps_its_architecture(tmp_path, tiny_config):
     with pytest.raises(ValueError, match=r"changes hidden_size, num_hidden_layers of the --init_from model"):
         ModelArguments(init_from=str(tmp_path / "small"), config_overrides="hidden_size=96,num_hidden_layers=3") \
             .vidrop_config()
+
+
+def test_a_run_pushes_its_checkpoints_and_its_teacher_to_the_hub(compressed_dataset, tmp_path):
+    from hub_server import HubServer
+
+    from vidrop.ablation.runner import SPEC_FILE, AblationArguments, run_spec
+    from vidrop.ablation.studies import Variant
+
+    (tmp_path / "run").mkdir()  # as the ablation runner does: the variant's spec first, then the run
+    variant = Variant(axis="drop_rate", value=0.5, config={"drop_rate": 0.5})
+    spec = run_spec(AblationArguments(config_overrides=TINY), variant, seed=0)
+    (tmp_path / "run" / SPEC_FILE).write_text(json.dumps(spec))
+    with HubServer(token="hf_runToken") as hub:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+        env.update(HF_ENDPOINT=hub.url, HF_TOKEN="hf_runToken", HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_XET="1")
+        result = _run(_command(compressed_dataset, tmp_path / "run", "--push_to_hub", "tester/run",
+                               "--push_checkpoints_to", "checkpoints", steps=4), tmp_path, env)
+        assert "hf_runToken" not in result.stdout + result.stderr
+        repo = hub.repos[("models", "tester/run")]
+        assert repo.log == [("checkpoints", "ViDROP teacher at step 2"), ("checkpoints", "ViDROP teacher at step 4"),
+                            ("main", "ViDROP teacher after 4 steps")]
+        files = hub.files("tester/run")
+        assert {"model.safetensors", "config.json", "modeling_vidrop.py", "README.md", "summary.json"} <= set(files)
+        assert files["model.safetensors"] == (tmp_path / "run" / "teacher" / "model.safetensors").read_bytes()
+        assert files["summary.json"] == (tmp_path / "run" / "summary.json").read_bytes()
+        card = files["README.md"].decode()
+        assert "| steps | 4 |" in card and "| ranks | 2 |" in card and str(compressed_dataset) in card
+        assert f"| ablation variant | `{variant.name}` (drop_rate = 0.5, seed 0) |" in card
+        assert not any(b"hf_runToken" in data for data in files.values())
+        # a run without its export: push_to_hub.py exports the newest checkpoint on the fly (a dry run here)
+        for name in ("teacher", "student"):
+            shutil.rmtree(tmp_path / "run" / name)
+        _run([sys.executable, str(ROOT / "launchers" / "push_to_hub.py"), "--checkpoint", str(tmp_path / "run"),
+              "--repo_id", "tester/run", "--dry_run", str(tmp_path / "staged")], tmp_path, env)
+        pushed = load(files["model.safetensors"])
+        staged = _weights(tmp_path / "staged")
+        assert set(pushed) == set(staged) and all(torch.equal(pushed[k], staged[k]) for k in pushed)

@@ -118,6 +118,17 @@ class TrainArguments:
     logging_steps: int = field(default=1, metadata={"help": "steps between TensorBoard scalars"})
     save_steps: int = field(default=100, metadata={"help": "steps between checkpoints (and one at the end)"})
     resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint"})
+    push_to_hub: str | None = field(
+        default=None,
+        metadata={"help": "at the end, push the teacher with its model card, summary and remote code to this Hub "
+                          "model repo (namespace/name; token from HF_TOKEN or `hf auth login`)"},
+    )
+    hub_private: bool = field(default=False, metadata={"help": "create the push_to_hub repo private"})
+    push_checkpoints_to: str | None = field(
+        default=None,
+        metadata={"help": "also push the teacher at every checkpoint to this branch of push_to_hub (one commit "
+                          "per checkpoint; a failed push is logged and training goes on)"},
+    )
     local_rank: int = field(default=-1, metadata={"help": "set by the DeepSpeed launcher"})
 
 

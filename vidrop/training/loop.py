@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import random
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ..conversion import load_backbone
 from ..data import ClipStream, MultiCrop, SSLCollator, build_dataset, build_synthetic_videos
 from ..data.shards import CompressionOptions
 from ..evaluation import EvalArguments, evaluate, format_table
+from ..hub import HubPushError, push_model
 from ..models import VidropConfig
 from ..ssl import SelfDistillation
 from . import checkpoint
@@ -243,6 +245,8 @@ def _train(engine, model, loader, stream, schedules, args, data_args, output_dir
         out_of_time = _out_of_time(start, args.max_seconds, device)
         if step % args.save_steps == 0 or step == args.max_steps or out_of_time:
             checkpoint.save(engine, model, output_dir, step, epoch, loader.state_dict())
+            if rank == 0 and args.push_to_hub and args.push_checkpoints_to:
+                _push_checkpoint(model, args, step)
         if out_of_time:
             logger.info("stopping at step %d: the budget of %g s is spent", step, args.max_seconds)
             break
@@ -273,4 +277,18 @@ def _train(engine, model, loader, stream, schedules, args, data_args, output_dir
         if scores is not None:
             summary["eval"] = {k: v for k, v in scores.items() if k != "arguments"}
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        if args.push_to_hub:  # last: a refused push leaves every output in place
+            push_model(output_dir, args.push_to_hub, private=args.hub_private,
+                       commit_message=f"ViDROP teacher after {step} steps")
     return summary
+
+
+def _push_checkpoint(model, args, step):
+    """Push the teacher of this step to the `push_checkpoints_to` branch (rank 0); a failure only warns."""
+    with tempfile.TemporaryDirectory() as folder:
+        model.teacher["backbone"].save_pretrained(folder)  # the fp32 teacher is whole on every rank
+        try:
+            push_model(folder, args.push_to_hub, revision=args.push_checkpoints_to, private=args.hub_private,
+                       commit_message=f"ViDROP teacher at step {step}")
+        except HubPushError as error:
+            logger.warning("checkpoint push at step %d failed, training goes on: %s", step, error)
