@@ -10,7 +10,7 @@ POSITION_EMBEDDING_TYPES = ("sincos_3d", "learned", "sincos_1d", "rope_3d")
 ARCHITECTURE_FIELDS = (
     "tubelet_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers", "num_attention_heads",
     "intermediate_size", "hidden_act", "layer_norm_eps", "qkv_bias", "use_cls_token", "position_embedding_type",
-    "position_embedding_grid", "use_final_layernorm",
+    "position_embedding_grid", "position_embedding_dim", "use_final_layernorm",
 )
 HIDDEN_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "quick_gelu", "relu", "silu")
 
@@ -74,6 +74,9 @@ class VidropConfig(PretrainedConfig):
         position_embedding_grid (`list[int]`, defaults to the token grid of `num_frames` and `image_size`): the
             `(T', H', W')` grid on which the `"learned"` or `"sincos_1d"` table is defined (other grids resize it);
             it stays with the weights when a checkpoint is continued at another clip size.
+        position_embedding_dim (`int`, defaults to `hidden_size`): width at which a `"sincos_3d"` or `"sincos_1d"`
+            table is computed; a model grown wider (`vidrop.expansion`) keeps its table's width and maps it into
+            the residual stream with a fixed `position_projection` `(hidden_size, position_embedding_dim)`.
         use_final_layernorm (`bool`, defaults to True): LayerNorm on the encoder output (VideoMAE checkpoints
             with `use_mean_pooling=True` have none).
         drop_pattern (`str`, defaults to `"random"`): how kept tokens are chosen, one of `DROP_PATTERNS`.
@@ -122,6 +125,7 @@ class VidropConfig(PretrainedConfig):
         use_cls_token=True,
         position_embedding_type="sincos_3d",
         position_embedding_grid=None,
+        position_embedding_dim=None,
         use_final_layernorm=True,
         drop_pattern="random",
         drop_rate=0.75,
@@ -161,6 +165,7 @@ class VidropConfig(PretrainedConfig):
         self.use_cls_token = use_cls_token
         self.position_embedding_type = position_embedding_type
         self.position_embedding_grid = None if position_embedding_grid is None else list(position_embedding_grid)
+        self.position_embedding_dim = position_embedding_dim if position_embedding_dim is not None else hidden_size
         self.use_final_layernorm = use_final_layernorm
         self.drop_pattern = drop_pattern
         self.drop_rate = drop_rate
@@ -225,8 +230,10 @@ class VidropConfig(PretrainedConfig):
                 f"num_frames={self.num_frames} is not divisible by tubelet_size={self.tubelet_size}; "
                 "allowed: a multiple of tubelet_size"
             )
-        if self.position_embedding_type == "sincos_3d" and self.hidden_size < 6:
-            raise ValueError(f"hidden_size={self.hidden_size} is too small for sincos_3d; allowed: >= 6")
+        _check_positive_int("position_embedding_dim", self.position_embedding_dim)
+        if self.position_embedding_type == "sincos_3d" and self.position_embedding_dim < 6:
+            name = "hidden_size" if self.position_embedding_dim == self.hidden_size else "position_embedding_dim"
+            raise ValueError(f"{name}={self.position_embedding_dim} is too small for sincos_3d; allowed: >= 6")
         head_dim = self.hidden_size // self.num_attention_heads
         if self.position_embedding_type == "rope_3d" and head_dim < 6:
             raise ValueError(

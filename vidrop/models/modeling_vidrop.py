@@ -197,6 +197,11 @@ class VidropEmbeddings(nn.Module):
             self.position_embeddings = nn.Parameter(torch.zeros(1, config.hidden_size, *config.position_embedding_grid))
         else:
             self.position_embeddings = None
+        if config.position_embedding_type.startswith("sincos") and config.position_embedding_dim != config.hidden_size:
+            # a grown model: its fixed table keeps its width and is mapped into the wider residual stream
+            self.register_buffer("position_projection", torch.zeros(config.hidden_size, config.position_embedding_dim))
+        else:
+            self.position_projection = None
         self._fixed_tables = {}  # (grid, device) -> (N, D) fixed table; a cache, not state
 
     def position_table(self, grid, device):
@@ -208,15 +213,19 @@ class VidropEmbeddings(nn.Module):
             return self._resized(self.position_embeddings, grid)
         key = (tuple(grid), device)
         if key not in self._fixed_tables:
+            dim = self.config.position_embedding_dim
             if kind == "sincos_3d":
-                table = sincos_3d_position_embeddings(grid, self.config.hidden_size, device=device)
+                table = sincos_3d_position_embeddings(grid, dim, device=device)
             else:  # sincos_1d: VideoMAE's table lives on the grid it was trained at
                 table_grid = self.config.position_embedding_grid
-                table = sincos_1d_position_embeddings(math.prod(table_grid), self.config.hidden_size)
-                table = table.to(device).transpose(0, 1).reshape(1, -1, *table_grid)  # (1, D, T0', H0', W0')
+                table = sincos_1d_position_embeddings(math.prod(table_grid), dim)
+                table = table.to(device).transpose(0, 1).reshape(1, -1, *table_grid)  # (1, d, T0', H0', W0')
                 table = self._resized(table, grid)
-            self._fixed_tables[key] = table
-        return self._fixed_tables[key]
+            self._fixed_tables[key] = table  # (N, d)
+        table = self._fixed_tables[key]
+        if self.position_projection is not None:
+            table = table @ self.position_projection.to(table.dtype).T  # (N, d) -> (N, D)
+        return table
 
     @staticmethod
     def _resized(table, grid):
@@ -366,6 +375,8 @@ class VidropPreTrainedModel(PreTrainedModel):
                 nn.init.trunc_normal_(module.cls_token, std=std)
             if module.position_embeddings is not None:
                 nn.init.trunc_normal_(module.position_embeddings, std=std)
+            if module.position_projection is not None:  # growth sets it; fresh, the table fills the first channels
+                module.position_projection.copy_(torch.eye(*module.position_projection.shape))
 
 
 class VidropModel(VidropPreTrainedModel):
