@@ -368,16 +368,17 @@ def grow_adam_state(config, parameters, named_state, target, seed=0, placement="
     makes from `parameters` (`{name: tensor}`, names in the `grow` layout). A parameter without state (never
     updated) starts from zero moments; the step counter is kept."""
     named_state = {name: state for name, state in named_state.items() if state}  # {}: never updated
-    step = next((s["step"] for s in named_state.values()), torch.tensor(0.0))
+    step = next((s["step"] for s in named_state.values() if "step" in s), None)
     moments = {}
     for role in ("exp_avg", "exp_avg_sq"):
         state = {n: named_state[n][role] if n in named_state else torch.zeros_like(p) for n, p in parameters.items()}
         moments[role] = grow(config, state, target, role, 0.0, seed, placement).state
-    return {
-        name: {"step": step.clone() if torch.is_tensor(step) else step, "exp_avg": moments["exp_avg"][name],
-               "exp_avg_sq": moments["exp_avg_sq"][name]}
-        for name in moments["exp_avg"]
-    }
+    grown = {name: {"exp_avg": moments["exp_avg"][name], "exp_avg_sq": moments["exp_avg_sq"][name]}
+             for name in moments["exp_avg"]}
+    if step is not None:
+        for state in grown.values():
+            state["step"] = step.clone() if torch.is_tensor(step) else step
+    return grown
 
 
 def expand_folder(source, target, output_dir, noise=0.0, seed=0, placement="interleaved"):

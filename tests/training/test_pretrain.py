@@ -337,3 +337,35 @@ def test_a_run_pushes_its_checkpoints_and_its_teacher_to_the_hub(compressed_data
         pushed = load(files["model.safetensors"])
         staged = _weights(tmp_path / "staged")
         assert set(pushed) == set(staged) and all(torch.equal(pushed[k], staged[k]) for k in pushed)
+
+
+@pytest.mark.parametrize("stage, resume_from", [(2, 2), (3, 4)])
+def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, resume_from, compressed_dataset, tmp_path):
+    """A 2-rank run grows at step 3 (48 -> 96 wide, 2 -> 3 blocks, 6 heads, MLP 192): the objective on the same
+    batch moves by less than 1%, and a run resumed from a checkpoint before (ZeRO-2) or after (ZeRO-3) the growth
+    ends with the uninterrupted run's weights."""
+    (tmp_path / "small.json").write_text(json.dumps(dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
+                                                         intermediate_size=96)))
+    (tmp_path / "grown.json").write_text(json.dumps(dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=6,
+                                                         intermediate_size=192)))
+    growth = ["--growth_schedule", f"{tmp_path / 'small.json'}:0,{tmp_path / 'grown.json'}:3", "--save_steps", "2"]
+    reference = tmp_path / "reference"
+    _run(_command(compressed_dataset, reference, *growth, stage=stage), tmp_path)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = EventAccumulator(str(reference / "tensorboard")).Reload()
+    before, after = scalars.Scalars("growth/loss_before")[0], scalars.Scalars("growth/loss_after")[0]
+    assert before.step == 3 and abs(after.value - before.value) < 0.01 * abs(before.value)
+    teacher = AutoModel.from_pretrained(reference / "teacher")
+    assert (teacher.config.hidden_size, teacher.config.num_hidden_layers, teacher.config.intermediate_size) == (96, 3, 192)
+    summary = json.loads((reference / "summary.json").read_text())
+    assert summary["config"]["hidden_size"] == 96 and summary["steps"] == 6
+    resumed = tmp_path / "resumed"  # as if killed right after the checkpoint `resume_from`
+    shutil.copytree(reference, resumed, ignore=shutil.ignore_patterns("student", "teacher", "summary.json"))
+    for tag in (resumed / "checkpoints").glob("step-*"):
+        if int(tag.name.split("-")[1]) > resume_from:
+            shutil.rmtree(tag)
+    _run(_command(compressed_dataset, resumed, *growth, "--resume", "True", stage=stage), tmp_path)
+    for name in ("student", "teacher"):
+        a, b = _weights(reference / name), _weights(resumed / name)
+        assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a), name

@@ -118,6 +118,13 @@ class TrainArguments:
     logging_steps: int = field(default=1, metadata={"help": "steps between TensorBoard scalars"})
     save_steps: int = field(default=100, metadata={"help": "steps between checkpoints (and one at the end)"})
     resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint"})
+    growth_schedule: str | None = field(
+        default=None,
+        metadata={"help": "grow the model during the run: 'shape:step,...' with presets or JSON files of shape "
+                          "fields, e.g. 'tiny:0,small:2000,base:6000' (the first at step 0)"},
+    )
+    growth_noise: float = field(default=0.1, metadata={"help": "symmetry-breaking noise of each growth (relative)"})
+    growth_warmup_steps: int = field(default=10, metadata={"help": "learning-rate re-warm steps after a growth"})
     push_to_hub: str | None = field(
         default=None,
         metadata={"help": "at the end, push the teacher with its model card, summary and remote code to this Hub "

@@ -66,6 +66,7 @@ def save(engine, model, output_dir, step, epoch, loader_state):
         folder.mkdir(parents=True, exist_ok=True)
         teacher = {k: v.detach().cpu().contiguous() for k, v in model.teacher.state_dict().items()}
         save_file(teacher, str(folder / TEACHER_FILE))
+        model.config.save_pretrained(folder)  # the shape of this checkpoint (a growth schedule changes it)
     client_state = {
         "global_step": step,
         "epoch": epoch,

@@ -26,6 +26,8 @@ def export_from_engine(model, output_dir):
         master = safe_get_full_fp32_param(param)  # None without an fp32 master: the parameter is the weight
         shape = getattr(param, "ds_shape", param.shape)  # ZeRO-3 keeps the full shape aside
         student[name] = (param.detach() if master is None else master).float().cpu().reshape(shape).clone()
+    for name, buffer in model.student["backbone"].named_buffers():  # fixed, whole on every rank
+        student[name] = buffer.detach().float().cpu().clone()
     if dist.get_rank() == 0:
         _save_backbone(model.config, student, Path(output_dir) / "student")
         model.teacher["backbone"].save_pretrained(Path(output_dir) / "teacher")
@@ -35,7 +37,8 @@ def export_from_engine(model, output_dir):
 def export_from_checkpoint(checkpoint_dir, tag, output_dir):
     """Offline export from `checkpoint_dir` (a run's `output_dir`) at `tag`, in one CPU process, any stage."""
     root = checkpoint_root(checkpoint_dir)
-    config = VidropConfig.from_pretrained(Path(checkpoint_dir))
+    grown = (root / tag / "config.json").is_file()  # each checkpoint records its shape; older ones only the run's
+    config = VidropConfig.from_pretrained(root / tag if grown else Path(checkpoint_dir))
     state = get_fp32_state_dict_from_zero_checkpoint(str(root), tag=tag)
     prefix = "student.backbone."
     _save_backbone(config, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, Path(output_dir) / "student")

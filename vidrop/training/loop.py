@@ -29,6 +29,7 @@ from .arguments import DEFAULT_DATASET, resolved
 from .ema import update_teacher_from_engine
 from .engine import build_engine, load_ds_config, set_schedule
 from .export import export_from_engine
+from .growth import RunGrowth
 from .launch import free_port, release_shared_memory
 from .schedules import SSLSchedules
 
@@ -131,6 +132,12 @@ def pretrain(model_args, data_args, train_args):
     ds_config = load_ds_config(
         train_args.deepspeed, train_args.micro_batch_size, train_args.gradient_accumulation_steps, world_size
     )
+    growth = None
+    if train_args.growth_schedule:
+        growth = RunGrowth(train_args.growth_schedule, config, ds_config, train_args.learning_rate,
+                           train_args.weight_decay, train_args.growth_noise, train_args.seed,
+                           train_args.growth_warmup_steps)
+        config = growth.configs[0]  # config.json records the first shape; the schedule grows it
     _check_dataset(data_args.train_dataset)
     if data_args.eval_dataset:
         _check_dataset(data_args.eval_dataset, "eval_dataset")
@@ -146,8 +153,10 @@ def pretrain(model_args, data_args, train_args):
         logger.info("%g epochs = %d steps", train_args.num_epochs, train_args.max_steps)
 
     _seed_everything(train_args.seed)
-    backbone = load_backbone(model_args.init_from, config) if model_args.init_from else None
-    model = SelfDistillation(config, backbone)
+    resume_step = int(resume_tag.split("-")[1]) if resume_tag else 0
+    model_config = growth.config_at(resume_step) if growth else config  # the shape the run had reached
+    backbone = load_backbone(model_args.init_from, model_config) if model_args.init_from else None
+    model = SelfDistillation(model_config, backbone)
     schedules = SSLSchedules(
         total_steps=train_args.max_steps,
         learning_rate=train_args.learning_rate,
@@ -197,12 +206,12 @@ def pretrain(model_args, data_args, train_args):
         config.save_pretrained(output_dir)  # config.json: what the checkpoints hold
         (output_dir / "arguments.json").write_text(json.dumps(resolved(model_args, data_args, train_args), indent=1))
     try:
-        return _train(engine, model, loader, stream, schedules, train_args, data_args, output_dir, step, epoch, config)
+        return _train(engine, model, loader, stream, schedules, train_args, data_args, output_dir, step, epoch, growth)
     finally:
         release_shared_memory()
 
 
-def _train(engine, model, loader, stream, schedules, args, data_args, output_dir, step, epoch, config):
+def _train(engine, model, loader, stream, schedules, args, data_args, output_dir, step, epoch, growth):
     rank, world_size = dist.get_rank(), dist.get_world_size()
     writer = None
     if rank == 0:
@@ -216,10 +225,15 @@ def _train(engine, model, loader, stream, schedules, args, data_args, output_dir
     progress = tqdm(total=args.max_steps, initial=step, desc="pretrain", unit="step", disable=rank != 0)
     while step < args.max_steps:
         values = schedules.at(step)
+        if growth is not None:
+            values["lr"] *= growth.lr_factor(step)
         set_schedule(engine, values["lr"], values["weight_decay"])
-        for _ in range(args.gradient_accumulation_steps):
+        for micro_step in range(args.gradient_accumulation_steps):
             epoch, batch = next(batches)
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            if micro_step == 0 and growth is not None and growth.due(step) is not None:
+                engine, model = growth.apply(engine, model, batch, step, values["teacher_temperature"], writer)
+                set_schedule(engine, values["lr"], values["weight_decay"])
             loss, metrics = engine(batch, teacher_temperature=values["teacher_temperature"])
             if not _finite_everywhere(loss):
                 raise FloatingPointError(
@@ -270,7 +284,7 @@ def _train(engine, model, loader, stream, schedules, args, data_args, output_dir
             "stopped_by": "max_steps" if step >= args.max_steps else "max_seconds",
             "clips_per_second": clips / seconds if seconds > 0 else math.nan,
             "final_loss": {k: float(v) for k, v in metrics.items() if k.endswith("loss")},
-            "config": config.to_dict(),
+            "config": model.config.to_dict(),
             "arguments": json.loads((output_dir / "arguments.json").read_text()),
             "world_size": world_size,
         }

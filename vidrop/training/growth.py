@@ -1,0 +1,198 @@
+"""Growth inside a DeepSpeed run: `--growth_schedule "tiny:0,small:2000,base:6000"` trains the first shape from
+step 0 and grows student, teacher and Adam's moments into each next shape when the run reaches its step.
+
+A growth gathers the full fp32 student parameters and moments from the engine (any ZeRO stage), grows them with
+`vidrop.expansion` on every rank with the same seed (so the ranks, and the student and its teacher, agree), and
+builds a new engine around the grown model with the moments put back and Adam's step count kept. The global batch
+does not change. A resumed run rebuilds the shape its step had reached: a checkpoint at the growth step holds the
+model before the growth, which then happens again.
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from deepspeed.utils import (
+    lazy_init_hp_params_optimizer_state,
+    safe_get_full_fp32_param,
+    safe_get_full_optimizer_state,
+    safe_set_full_optimizer_state,
+)
+
+from ..expansion import SHAPE_FIELDS, grow, grow_adam_state, target_config
+from ..models import PRESETS, VidropConfig
+from ..ssl import SelfDistillation
+from .engine import build_engine
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Stage:
+    """One shape of a growth schedule: from `step` on, the model has `shape` (the `SHAPE_FIELDS`)."""
+
+    step: int
+    name: str
+    shape: dict
+
+
+def _shape(name):
+    """Shape fields of a preset, or of a JSON file of `VidropConfig` fields."""
+    if name in PRESETS:
+        return dict(PRESETS[name])
+    path = Path(name)
+    if path.suffix == ".json" and path.is_file():
+        fields = json.loads(path.read_text())
+        return {k: fields[k] for k in SHAPE_FIELDS if k in fields}
+    raise ValueError(f"growth stage {name!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON config file")
+
+
+def parse_growth_schedule(text):
+    """`"tiny:0,small:2000"` -> `[Stage]`: the first at step 0, steps increasing."""
+    stages = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, step = item.rpartition(":")
+        if not name or not step.isdigit():
+            raise ValueError(f"growth_schedule item {item!r} is not 'shape:step'; allowed: e.g. 'tiny:0,small:2000'")
+        stages.append(Stage(int(step), name, _shape(name)))
+    if not stages or stages[0].step != 0 or any(b.step <= a.step for a, b in zip(stages, stages[1:])):
+        raise ValueError(f"growth_schedule={text!r}: allowed: a first shape at step 0, then increasing steps")
+    return stages
+
+
+def stage_configs(base, stages):
+    """The `VidropConfig` of every stage: the first is `base` with the first shape, each next one grown from it
+    (invalid growth is a `ValueError` before any training)."""
+    configs = [VidropConfig(**{**base.to_dict(), **stages[0].shape})]
+    for stage in stages[1:]:
+        configs.append(target_config(configs[-1], stage.shape))
+    return configs
+
+
+def stage_at(stages, step):
+    """Index of the stage a model that has taken `step` steps is in; a growth at step S happens before step S + 1,
+    so a checkpoint at S still holds the previous shape."""
+    return max(i for i, stage in enumerate(stages) if stage.step < step or stage.step == 0)
+
+
+def _link_adam_state(engine):
+    """Point ZeRO-1/2's per-parameter fragments at Adam's state of every fp32 partition. DeepSpeed links them once,
+    after the first step, and a group whose state did not exist then stays unlinked (its moments unreadable)."""
+    zero = engine.optimizer
+    for group, flat in zip(getattr(zero, "bit16_groups", []), getattr(zero, "single_partition_of_fp32_groups", [])):
+        if zero.optimizer.state.get(flat):
+            lazy_init_hp_params_optimizer_state(group, flat, zero.optimizer.state)
+
+
+def _gathered(engine, model):
+    """Full fp32 student parameters and Adam moments (collectives under ZeRO-3), and the buffers."""
+    _link_adam_state(engine)
+    parameters, moments = {}, {}
+    for name, parameter in model.student.named_parameters():
+        parameters[name] = safe_get_full_fp32_param(parameter).detach().float().cpu()
+        moments[name] = {key: safe_get_full_optimizer_state(parameter, key).detach().float().cpu()
+                         for key in ("exp_avg", "exp_avg_sq")}
+    buffers = {name: b.detach().float().cpu() for name, b in model.student.named_buffers()}
+    return parameters, moments, buffers
+
+
+def _adam_step(engine):
+    """Adam's step counter (bias correction), from the engine's optimizer state."""
+    states = [s for s in engine.optimizer.optimizer.state.values() if "step" in s]
+    return states[0]["step"].clone() if states else torch.tensor(0.0)
+
+
+def _prepare_adam_state(engine, step):
+    """Create Adam's (zero) state on the engine's fp32 partitions so that moments can be set before the first
+    step (torch's AdamW creates it lazily), linked to ZeRO-1/2's parameter fragments."""
+    zero = engine.optimizer
+    flats = getattr(zero, "single_partition_of_fp32_groups", None) or zero.fp32_partitioned_groups_flat
+    for flat in flats:
+        zero.optimizer.state[flat] = {"step": step.clone(), "exp_avg": torch.zeros_like(flat),
+                                      "exp_avg_sq": torch.zeros_like(flat)}
+    _link_adam_state(engine)
+
+
+def grow_run(engine, model, target, ds_config, learning_rate, weight_decay, noise, seed):
+    """Grow a running `SelfDistillation` and its engine into the configuration `target` -> `(engine, model)`.
+
+    Call it on every rank at the same step; the returned engine continues the run.
+    """
+    parameters, moments, buffers = _gathered(engine, model)
+    step = _adam_step(engine)
+    others = {k: v.cpu() for k, v in model.state_dict().items() if not k.startswith("student.")}  # centering
+    teacher = {k: v.cpu() for k, v in model.teacher.state_dict().items()}
+    config = model.config
+    student = grow(config, {**parameters, **buffers}, target, "weight", noise, seed).state
+    grown_teacher = grow(config, teacher, target, "weight", noise, seed).state
+    grown_moments = grow_adam_state(config, parameters, moments, target, seed)
+    del engine
+    grown = SelfDistillation(target)
+    grown.load_state_dict({**{f"student.{k}": v for k, v in student.items()}, **others})
+    grown.teacher.load_state_dict(grown_teacher)
+    engine = build_engine(grown, ds_config, learning_rate, weight_decay)
+    _prepare_adam_state(engine, step)
+    for name, parameter in grown.student.named_parameters():
+        for key in ("exp_avg", "exp_avg_sq"):
+            value = grown_moments[name][key].to(engine.device)
+            safe_set_full_optimizer_state(parameter, value, key)
+    logger.info("grew to hidden_size=%d, %d heads, MLP %d, %d blocks", target.hidden_size, target.num_attention_heads,
+                target.intermediate_size, target.num_hidden_layers)
+    return engine, grown
+
+
+def _eval_loss(engine, batch, teacher_temperature):
+    """The objective on `batch` without training side effects (eval mode: no drop path, no center update)."""
+    engine.eval()
+    with torch.no_grad():
+        loss, _ = engine(batch, teacher_temperature=teacher_temperature)
+    engine.train()
+    return float(loss)
+
+
+class RunGrowth:
+    """A run's growth schedule: the shape at each step, the growths, and the learning-rate re-warm after each.
+
+    Args:
+        schedule: `"tiny:0,small:2000"` (see `parse_growth_schedule`).
+        base: the run's `VidropConfig` (everything but the shape).
+        ds_config, learning_rate, weight_decay: to build the grown engines as the first was built.
+        noise, seed: symmetry-breaking noise of the growth operators, and its seed (the same on every rank).
+        warmup_steps: after a growth the learning rate ramps from 1/warmup_steps of the schedule's back to it.
+    """
+
+    def __init__(self, schedule, base, ds_config, learning_rate, weight_decay, noise=0.1, seed=0, warmup_steps=10):
+        self.stages = parse_growth_schedule(schedule)
+        self.configs = stage_configs(base, self.stages)
+        self.ds_config, self.learning_rate, self.weight_decay = ds_config, learning_rate, weight_decay
+        self.noise, self.seed, self.warmup_steps = noise, seed, warmup_steps
+
+    def config_at(self, step):
+        """The configuration of a model that has taken `step` steps."""
+        return self.configs[stage_at(self.stages, step)]
+
+    def due(self, step):
+        """The configuration to grow into before step `step + 1`, or None."""
+        return next((c for s, c in zip(self.stages[1:], self.configs[1:]) if s.step == step), None)
+
+    def lr_factor(self, step):
+        """Multiplier of the scheduled learning rate at `step`: a linear re-warm after the latest growth."""
+        grown = [s.step for s in self.stages[1:] if s.step <= step]
+        return min(1.0, (step - grown[-1] + 1) / self.warmup_steps) if grown else 1.0
+
+    def apply(self, engine, model, batch, step, teacher_temperature, writer=None):
+        """Grow engine and model before step `step + 1`; `batch` (its first micro-batch) measures the objective
+        before and after -> `(engine, model)`."""
+        target = self.due(step)
+        before = _eval_loss(engine, batch, teacher_temperature)
+        engine, model = grow_run(engine, model, target, self.ds_config, self.learning_rate, self.weight_decay,
+                                 self.noise, self.seed + step)
+        after = _eval_loss(engine, batch, teacher_temperature)
+        logger.info("growth at step %d: loss %.6g before, %.6g after", step, before, after)
+        if writer is not None:
+            for name, value in (("loss_before", before), ("loss_after", after), ("hidden_size", target.hidden_size),
+                                ("num_hidden_layers", target.num_hidden_layers)):
+                writer.add_scalar(f"growth/{name}", value, step)
+        return engine, model
