@@ -1,0 +1,119 @@
+"""Growing part-way against training the target size from scratch, on the embedded dataset.
+
+Both runs use the default recipe and the same number of steps (`--max_steps`, default 200): the baseline trains
+the default backbone (192 wide, 6 blocks, 3 heads of 64, MLP 768) from step 0; the grown run starts half as deep
+and narrow (96 wide, 3 blocks, 3 heads of 32, MLP 384) and grows into it at `--grow_at` (default half-way) with
+`--growth_schedule`. Reported: wall-clock and FLOPs (a training step's forward and backward counted by
+`torch.utils.flop_counter`, teacher included, times the steps) for the grown run to reach the baseline's final
+SSL loss (both curves averaged over `--window` steps), and the linear-probe / k-NN scores of both final
+teachers (mean over held-out splits, `vidrop.evaluation`). Goal: at most 0.75x the compute, probe no worse than
+1 point lower.
+
+    python benchmarks/growth.py
+    python benchmarks/growth.py --max_steps 400 --grow_at 100
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from peer_videomae import probe
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.flop_counter import FlopCounterMode
+
+from vidrop import VidropConfig, VidropModel
+from vidrop.data import SSLCollator
+from vidrop.evaluation import vidrop_features
+from vidrop.ssl import SelfDistillation
+from vidrop.training.arguments import DEMO_OVERRIDES, parse_overrides
+from vidrop.training.launch import deepspeed_command
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = dict(hidden_size=192, num_hidden_layers=6, num_attention_heads=3, intermediate_size=768)
+HALF = dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=3, intermediate_size=384)
+
+
+def step_flops(shape, micro_batch_size):
+    """FLOPs of one training step (student and teacher forward, student backward) of the default recipe's
+    objective with the backbone `shape`, on one micro batch."""
+    config = VidropConfig.from_preset("tiny", **{**parse_overrides(DEMO_OVERRIDES), **shape})
+    model = SelfDistillation(config).train()
+    generator = torch.Generator().manual_seed(0)
+    size, small = config.image_size, config.small_crop_size
+    samples = [{"global_views": torch.randn(2, config.num_frames, 3, size, size, generator=generator),
+                "small_views": torch.randn(config.num_small_crops, config.num_frames, 3, small, small,
+                                           generator=generator)} for _ in range(micro_batch_size)]
+    batch = SSLCollator(config, seed=0)(samples)
+    with FlopCounterMode(display=False) as counter:
+        loss, _ = model(batch, teacher_temperature=0.07)
+        loss.backward()
+    return counter.get_total_flops()
+
+
+def loss_curve(run):
+    """`[(step, seconds since the run's first step, loss)]` from a run's TensorBoard."""
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    scalars = events.Scalars("train/loss")
+    start = scalars[0].wall_time - (scalars[1].wall_time - scalars[0].wall_time)
+    return [(e.step, e.wall_time - start, e.value) for e in scalars]
+
+
+def smoothed(curve, window):
+    """Trailing mean of the loss over `window` steps."""
+    return [(step, seconds, sum(v for *_, v in curve[max(0, i - window + 1): i + 1]) / len(curve[max(0, i - window + 1): i + 1]))
+            for i, (step, seconds, _) in enumerate(curve)]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max_steps", type=int, default=200)
+    parser.add_argument("--grow_at", type=int, default=None, help="growth step (default: half-way)")
+    parser.add_argument("--window", type=int, default=20, help="steps averaged on the loss curves")
+    parser.add_argument("--seeds", type=int, default=3, help="probe split seeds")
+    args = parser.parse_args()
+    grow_at = args.grow_at or args.max_steps // 2
+    workdir = Path(tempfile.mkdtemp())
+    (workdir / "half.json").write_text(json.dumps(HALF))
+    (workdir / "target.json").write_text(json.dumps(TARGET))
+    runs = {"scratch": [], "grown": ["--growth_schedule", f"{workdir / 'half.json'}:0,{workdir / 'target.json'}:{grow_at}"]}
+    for name, extra in runs.items():
+        command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--output_dir", workdir / name, "--max_steps",
+                                    args.max_steps, "--save_steps", args.max_steps, *extra)
+        subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dataset = str(workdir / "outputs" / "data" / "synthetic")
+    micro_batch = json.loads((workdir / "scratch" / "summary.json").read_text())["arguments"]["train"]["micro_batch_size"]
+    flops_target, flops_half = step_flops(TARGET, micro_batch), step_flops(HALF, micro_batch)
+    scratch = smoothed(loss_curve(workdir / "scratch"), args.window)
+    grown = smoothed(loss_curve(workdir / "grown"), args.window)
+    goal = scratch[-1][2]
+    reached = next(((s, t) for s, t, v in grown if v <= goal), None)
+
+    def flops_until(step):
+        return sum(flops_half if s <= grow_at else flops_target for s in range(1, step + 1))
+
+    print(f"default recipe, {args.max_steps} steps; grown: {HALF} -> {TARGET} at step {grow_at}; CPU fp32, "
+          f"{torch.get_num_threads()} threads; losses averaged over {args.window} steps")
+    print(f"FLOPs per step: target {flops_target / 1e9:.2f} G, half {flops_half / 1e9:.2f} G "
+          f"({flops_half / flops_target:.2f}x)")
+    print(f"{'run':<8} {'final loss':>10} {'seconds':>8} {'TFLOPs':>8} {'linear probe %':>14} {'k-NN %':>8}")
+    for name, curve in (("scratch", scratch), ("grown", grown)):
+        model = VidropModel.from_pretrained(workdir / name / "teacher")
+        top1, knn = probe(lambda d, a, m=model: vidrop_features(m, d, a), dataset, args.seeds, "both")
+        flops = flops_until(args.max_steps) if name == "grown" else flops_target * args.max_steps
+        print(f"{name:<8} {curve[-1][2]:>10.4f} {curve[-1][1]:>8.1f} {flops / 1e12:>8.2f} {top1:>14.1f} {knn:>8.1f}")
+    if reached is None:
+        print(f"the grown run did not reach the baseline's final loss {goal:.4f}")
+    else:
+        step, seconds = reached
+        print(f"the grown run reached the baseline's final loss {goal:.4f} at step {step}: {seconds:.1f} s "
+              f"({seconds / scratch[-1][1]:.2f}x the baseline's time), {flops_until(step) / 1e12:.2f} TFLOPs "
+              f"({flops_until(step) / (flops_target * args.max_steps):.2f}x its compute)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
