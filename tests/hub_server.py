@@ -222,40 +222,34 @@ def _handler(hub):
             entries += [{"type": "directory", "path": f, "size": 0, "oid": _sha(f.encode())} for f in sorted(folders)]
             return entries
 
-        def info(self, match, body, query):
+        def _files(self, match):
+            """`(repo, commit sha, {path: bytes})` of the repo and revision in `match`, or None after a 404."""
             repo = self._repo(match)
-            if repo is None:
+            sha = self._revision(repo, match) if repo is not None else None
+            return None if sha is None else (repo, sha, repo.commits[sha])
+
+        def info(self, match, body, query):
+            if (found := self._files(match)) is None:
                 return None
-            sha = self._revision(repo, match)
-            if sha is None:
-                return None
-            files = repo.commits[sha]
+            repo, sha, files = found
             return self._send(200, {"id": match["repo"], "sha": sha, "private": repo.private, "disabled": False,
                                     "gated": False, "tags": [], "siblings": [{"rfilename": p} for p in sorted(files)]})
 
         def tree(self, match, body, query):
-            repo = self._repo(match)
-            if repo is None:
+            if (found := self._files(match)) is None:
                 return None
-            sha = self._revision(repo, match)
-            if sha is None:
-                return None
+            files = found[2]
             path = unquote(match["path"] or "").strip("/")
-            files = repo.commits[sha]
             if path and path not in {e["path"] for e in self._entries(files) if e["type"] == "directory"}:
                 return self._error(404, f"{path} does not exist", "EntryNotFound")
             recursive = query.get("recursive", ["false"])[0].lower() in ("1", "true")
             return self._send(200, self._entries(files, path, recursive))
 
         def paths_info(self, match, body, query):
-            repo = self._repo(match)
-            if repo is None:
-                return None
-            sha = self._revision(repo, match)
-            if sha is None:
+            if (found := self._files(match)) is None:
                 return None
             wanted = {p.strip("/") for p in parse_qs(body.decode()).get("paths", [])}
-            return self._send(200, [e for e in self._entries(repo.commits[sha]) if e["path"] in wanted])
+            return self._send(200, [e for e in self._entries(found[2]) if e["path"] in wanted])
 
         def resolve(self, match, head):
             repo = hub.repos.get((match["kind"] or "models", match["repo"]))

@@ -61,20 +61,19 @@ def _clips(frames, size, batch=2, seed=0):
     return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
+def _source(model_class, config, folder, seed):
+    """A random-weight source model saved in `folder` -> `(its encoder, folder)`."""
+    model = _randomise(model_class(config), seed)
+    model.save_pretrained(folder)
+    return getattr(model, model.base_model_prefix, model), folder
+
+
 def _videomae(name, tmp_path, model_class=VideoMAEModel):
-    config = VideoMAEConfig(**VIDEOMAE_CONFIGS[name], **SMALL_HEADS)
-    model = _randomise(model_class(config), seed=1)
-    model.save_pretrained(tmp_path / name)
-    encoder = model if model_class is VideoMAEModel else model.videomae
-    return encoder, tmp_path / name
+    return _source(model_class, VideoMAEConfig(**VIDEOMAE_CONFIGS[name], **SMALL_HEADS), tmp_path / name, seed=1)
 
 
 def _vjepa2(name, tmp_path, model_class=VJEPA2Model):
-    config = VJEPA2Config(**VJEPA2_CONFIGS[name], **SMALL_PREDICTOR)
-    model = _randomise(model_class(config), seed=2)
-    model.save_pretrained(tmp_path / name)
-    encoder = model if model_class is VJEPA2Model else model.vjepa2
-    return encoder, tmp_path / name
+    return _source(model_class, VJEPA2Config(**VJEPA2_CONFIGS[name], **SMALL_PREDICTOR), tmp_path / name, seed=2)
 
 
 def _vjepa2_context_encoder(model, clips, keep_indices):

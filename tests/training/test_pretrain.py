@@ -82,7 +82,7 @@ def test_each_zero_stage_trains_lowers_the_loss_and_exports(stage, compressed_da
             assert all(torch.equal(live[k], offline[k]) for k in live), name
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3])
+@pytest.mark.parametrize("stage", [2, 3])  # ZeRO-1 shares stage 2's optimizer and checkpoint code
 def test_killed_run_resumes_to_the_uninterrupted_result(stage, compressed_dataset, tmp_path):
     reference = tmp_path / "reference"
     _run(_command(compressed_dataset, reference, stage=stage), tmp_path)
