@@ -56,8 +56,14 @@ def test_a_pushed_model_loads_where_vidrop_is_not_installed(hub, model_folder, t
     _launch("push_to_hub.py", hub, tmp_path, "--checkpoint", model_folder, "--repo_id", "tester/tiny", "--dry_run",
             staged)
     assert hub.requests == []  # a dry run asks the Hub nothing
-    result = _launch("push_to_hub.py", hub, tmp_path, "--checkpoint", model_folder, "--repo_id", "tester/tiny")
+    result = _launch("push_to_hub.py", hub, tmp_path, "--checkpoint", model_folder, "--repo_id", "tester/tiny",
+                     "--private", "--commit_message", "first weights")
     assert TOKEN not in result.stdout + result.stderr
+    _launch("push_to_hub.py", hub, tmp_path, "--checkpoint", model_folder, "--repo_id", "tester/tiny", "--revision",
+            "dev")
+    repo = hub.repos[("models", "tester/tiny")]
+    assert repo.private and repo.log == [("main", "first weights"), ("dev", "Upload ViDROP model")]
+    assert hub.files("tester/tiny", revision="dev") == hub.files("tester/tiny")
     files = hub.files("tester/tiny")
     assert set(files) == MODEL_FILES
     assert {name: hashlib.sha256(data).hexdigest() for name, data in files.items()} == _digest(staged)
@@ -139,3 +145,23 @@ for source in ("tester/synthetic", {str(compressed_dataset)!r}):
     assert result.returncode == 0, result.stderr[-3000:]
     from_hub, local = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
     assert len(from_hub) == len(local) > 0 and from_hub == local
+
+
+def test_a_source_checkpoint_on_the_hub_is_converted_by_repo_id(hub, tmp_path):
+    """`launchers/convert.py --from_pretrained REPO` fetches a VideoMAE repo and converts it."""
+    from transformers import VideoMAEConfig, VideoMAEModel
+
+    torch.manual_seed(0)
+    source = VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, hidden_size=48,
+                                          num_hidden_layers=2, num_attention_heads=3, intermediate_size=96)).eval()
+    source.save_pretrained(tmp_path / "videomae")
+    upload = f"from huggingface_hub import HfApi; HfApi().upload_folder(folder_path={str(tmp_path / 'videomae')!r}, " \
+             "repo_id='tester/videomae', repo_type='model', create_pr=False) if HfApi().create_repo('tester/videomae') else 0"
+    result = subprocess.run([sys.executable, "-c", upload], capture_output=True, text=True, env=_env(hub, tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    _launch("convert.py", hub, tmp_path, "--from_pretrained", "tester/videomae", "--source", "videomae",
+            "--output_dir", tmp_path / "converted", "--no_cls_token")
+    converted = VidropModel.from_pretrained(tmp_path / "converted").eval()
+    clips = torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(converted(clips).last_hidden_state, source(clips).last_hidden_state, rtol=1e-5,
+                               atol=1e-5)

@@ -14,8 +14,9 @@ def test_layout_and_determinism(synthetic_videos, tmp_path):
     assert frames.shape == (16, 32, 32, 3)
     again = build_synthetic_videos(tmp_path, videos_per_class=1, num_frames=16, size=32, fps=8, seed=0)
     rebuilt = read_video(again[MOTIONS.index("zoom_in")]).frames.astype(int)
-    # the same frames were encoded (x264 output bytes are not guaranteed identical run to run)
-    assert np.abs(rebuilt - frames).mean() < 2
+    # the same frames were encoded: x264's output differs run to run by a few grey levels (1-2.5 measured on
+    # 2 cores); other frames would differ by tens
+    assert np.abs(rebuilt - frames).mean() < 4
     a = render_motion("rotate_cw", np.random.default_rng(5), 8, 32)
     assert np.array_equal(a, render_motion("rotate_cw", np.random.default_rng(5), 8, 32))
 
