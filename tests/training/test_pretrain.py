@@ -383,3 +383,23 @@ def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, res
     for name in ("student", "teacher"):
         a, b = _weights(reference / name), _weights(resumed / name)
         assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_a_growth_schedule_gives_every_stage_its_configuration(tmp_path):
+    from vidrop.ssl import SelfDistillation
+    from vidrop.training.growth import parse_growth_schedule, stage_at, stage_configs
+
+    (tmp_path / "half.json").write_text(json.dumps(dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=3,
+                                                        intermediate_size=384)))
+    stages = parse_growth_schedule(f"{tmp_path / 'half.json'}:0,tiny:20,small:50")
+    base = vidrop.VidropConfig.from_preset("base", num_frames=4, image_size=32, patch_size=8, small_crop_size=16)
+    configs = stage_configs(base, stages)
+    assert [(c.hidden_size, c.num_hidden_layers, c.num_attention_heads) for c in configs] == [
+        (96, 3, 3), (192, 12, 3), (384, 12, 6)]
+    assert [c.position_embedding_dim for c in configs] == [96, 96, 96]  # the first shape's table, projected after
+    assert SelfDistillation(configs[2]).student["backbone"].embeddings.position_projection.shape == (384, 96)
+    assert [stage_at(stages, step) for step in (0, 1, 20, 21, 50, 51)] == [0, 0, 0, 1, 1, 2]
+    for bad, message in (("tiny:5", "a first shape at step 0"), ("small:0,tiny:10", "smaller shape"),
+                         ("tiny:0,tiny", "is not 'shape:step'"), ("giant:0", "neither a preset")):
+        with pytest.raises(ValueError, match=message):
+            stage_configs(base, parse_growth_schedule(bad))

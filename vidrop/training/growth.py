@@ -65,7 +65,10 @@ def parse_growth_schedule(text):
 def stage_configs(base, stages):
     """The `VidropConfig` of every stage: the first is `base` with the first shape, each next one grown from it
     (invalid growth is a `ValueError` before any training)."""
-    configs = [VidropConfig(**{**base.to_dict(), **stages[0].shape})]
+    first = {**base.to_dict(), **stages[0].shape}
+    if base.position_embedding_dim == base.hidden_size:  # a fixed table follows the first shape's width
+        first["position_embedding_dim"] = None
+    configs = [VidropConfig(**first)]
     for stage in stages[1:]:
         configs.append(target_config(configs[-1], stage.shape))
     return configs
