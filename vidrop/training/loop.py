@@ -205,13 +205,18 @@ def pretrain(model_args, data_args, train_args):
         output_dir.mkdir(parents=True, exist_ok=True)
         config.save_pretrained(output_dir)  # config.json: what the checkpoints hold
         (output_dir / "arguments.json").write_text(json.dumps(resolved(model_args, data_args, train_args), indent=1))
+    running = [engine, model]  # handed over: a growth replaces both, and no frame here may keep the old ones alive
+    del engine, model
     try:
-        return _train(engine, model, loader, stream, schedules, train_args, data_args, output_dir, step, epoch, growth)
+        return _train(running, loader, stream, schedules, train_args, data_args, output_dir, step, epoch, growth)
     finally:
         release_shared_memory()
 
 
-def _train(engine, model, loader, stream, schedules, args, data_args, output_dir, step, epoch, growth):
+def _train(running, loader, stream, schedules, args, data_args, output_dir, step, epoch, growth):
+    """The training loop; `running` is `[engine, model]`, emptied here so that a growth frees the old pair."""
+    engine, model = running
+    running.clear()
     rank, world_size = dist.get_rank(), dist.get_world_size()
     writer = None
     if rank == 0:
