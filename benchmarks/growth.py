@@ -64,8 +64,11 @@ def loss_curve(run):
 
 def smoothed(curve, window):
     """Trailing mean of the loss over `window` steps."""
-    return [(step, seconds, sum(v for *_, v in curve[max(0, i - window + 1): i + 1]) / len(curve[max(0, i - window + 1): i + 1]))
-            for i, (step, seconds, _) in enumerate(curve)]
+    averaged = []
+    for i, (step, seconds, _) in enumerate(curve):
+        recent = [value for *_, value in curve[max(0, i - window + 1): i + 1]]
+        averaged.append((step, seconds, sum(recent) / len(recent)))
+    return averaged
 
 
 def main():

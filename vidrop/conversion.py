@@ -108,56 +108,49 @@ def _square(value, name):
     return int(value)
 
 
-def _ssl_fields(image_size, patch_size, use_cls_token):
-    """SSL defaults sized to the source: small crops 96/224 of a global view (a multiple of the patch), and the
-    CLS loss only with a CLS token."""
-    small_crop_size = max(patch_size, round(image_size * 96 / 224 / patch_size) * patch_size)
-    return dict(use_cls_token=use_cls_token, cls_loss_weight=1.0 if use_cls_token else 0.0,
-                small_crop_size=small_crop_size)
+# Fields both sources name as ViDROP does.
+_SHARED_FIELDS = ("tubelet_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "hidden_act",
+                  "layer_norm_eps", "initializer_range")
+
+
+def _vidrop_config(source, image_size, patch_size, use_cls_token, **fields):
+    """A `VidropConfig` from a source configuration: its shared fields, the given ones, and SSL defaults sized to it
+    (small crops 96/224 of a global view, a multiple of the patch; the CLS loss only with a CLS token)."""
+    image_size, patch_size = _square(image_size, "image_size"), _square(patch_size, "patch_size")
+    return VidropConfig(
+        **{name: getattr(source, name) for name in _SHARED_FIELDS},
+        image_size=image_size,
+        patch_size=patch_size,
+        small_crop_size=max(patch_size, round(image_size * 96 / 224 / patch_size) * patch_size),
+        use_cls_token=use_cls_token,
+        cls_loss_weight=1.0 if use_cls_token else 0.0,
+        **fields,
+    )
 
 
 def videomae_config(source, use_cls_token=True):
     """The `VidropConfig` of a `transformers.VideoMAEConfig`."""
-    return VidropConfig(
-        image_size=_square(source.image_size, "image_size"),
+    return _vidrop_config(
+        source, source.image_size, source.patch_size, use_cls_token,
         num_frames=source.num_frames,
-        tubelet_size=source.tubelet_size,
-        patch_size=_square(source.patch_size, "patch_size"),
         num_channels=source.num_channels,
-        hidden_size=source.hidden_size,
-        num_hidden_layers=source.num_hidden_layers,
-        num_attention_heads=source.num_attention_heads,
         intermediate_size=source.intermediate_size,
-        hidden_act=source.hidden_act,
-        layer_norm_eps=source.layer_norm_eps,
         qkv_bias=source.qv_bias,
-        initializer_range=source.initializer_range,
         position_embedding_type="sincos_1d",
         use_final_layernorm=not source.use_mean_pooling,
-        **_ssl_fields(_square(source.image_size, "image_size"), _square(source.patch_size, "patch_size"),
-                      use_cls_token),
     )
 
 
 def vjepa2_config(source, use_cls_token=True):
     """The `VidropConfig` of a `transformers.VJEPA2Config` (the encoder; the predictor is not converted)."""
-    return VidropConfig(
-        image_size=source.crop_size,
+    return _vidrop_config(
+        source, source.crop_size, source.patch_size, use_cls_token,
         num_frames=source.frames_per_clip,
-        tubelet_size=source.tubelet_size,
-        patch_size=_square(source.patch_size, "patch_size"),
         num_channels=source.in_chans,
-        hidden_size=source.hidden_size,
-        num_hidden_layers=source.num_hidden_layers,
-        num_attention_heads=source.num_attention_heads,
         intermediate_size=int(source.hidden_size * source.mlp_ratio),
-        hidden_act=source.hidden_act,
-        layer_norm_eps=source.layer_norm_eps,
         qkv_bias=source.qkv_bias,
         drop_path_rate=source.drop_path_rate,
-        initializer_range=source.initializer_range,
         position_embedding_type="rope_3d",
-        **_ssl_fields(source.crop_size, _square(source.patch_size, "patch_size"), use_cls_token),
     )
 
 
@@ -248,13 +241,13 @@ def convert(path, source=None, use_cls_token=True, seed=0):
     Returns:
         `(model, report)`: the `VidropModel` in fp32 and eval mode, and a `ConversionReport`.
     """
-    config_dict = read_config(path)
-    kind = source_kind(config_dict, path)
+    folder = _local_folder(path)  # a repo id is fetched once; the reads below are local
+    kind = source_kind(read_config(folder), path)
     if kind == "vidrop" or (source is not None and kind != source):
         allowed = source or ", ".join(SOURCES)
         raise ValueError(f"{path} holds a {kind!r} model; allowed: {allowed}")
-    config = (videomae_config if kind == "videomae" else vjepa2_config)(source_config(path, kind), use_cls_token)
-    mapped, unused = _map_weights(kind, config, read_state_dict(path))
+    config = (videomae_config if kind == "videomae" else vjepa2_config)(source_config(folder, kind), use_cls_token)
+    mapped, unused = _map_weights(kind, config, read_state_dict(folder))
     torch.manual_seed(seed)
     model = VidropModel(config)
     expected = model.state_dict()
@@ -284,11 +277,11 @@ def convert_to_folder(path, output_dir, source=None, use_cls_token=True, seed=0)
 
 def backbone_config(path):
     """The `VidropConfig` of a ViDROP folder, or of the model that converting a source folder gives."""
-    config_dict = read_config(path)
-    kind = source_kind(config_dict, path)
+    folder = _local_folder(path)
+    kind = source_kind(read_config(folder), path)
     if kind == "vidrop":
-        return VidropConfig.from_pretrained(path)
-    return (videomae_config if kind == "videomae" else vjepa2_config)(source_config(path, kind))
+        return VidropConfig.from_pretrained(folder)
+    return (videomae_config if kind == "videomae" else vjepa2_config)(source_config(folder, kind))
 
 
 def load_backbone(path, config=None):
@@ -297,9 +290,10 @@ def load_backbone(path, config=None):
     `config`, when given, is the configuration the model is built with: the checkpoint's `ARCHITECTURE_FIELDS`
     with other fields (clip size, SSL toggles) as the run wants them.
     """
-    if source_kind(read_config(path), path) == "vidrop":
-        return VidropModel.from_pretrained(path, **({"config": config} if config is not None else {}))
-    model = convert(path)[0]
+    folder = _local_folder(path)
+    if source_kind(read_config(folder), path) == "vidrop":
+        return VidropModel.from_pretrained(folder, **({"config": config} if config is not None else {}))
+    model = convert(folder)[0]
     if config is None:
         return model
     backbone = VidropModel(config)
