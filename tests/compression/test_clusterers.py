@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from vidrop.compression import CLUSTERERS, fit_palette, nearest_palette_indices, palette_lookup, psnr_db
+from vidrop.compression import (
+    CLUSTERERS,
+    assign_to_palette,
+    fit_palette,
+    nearest_palette_indices,
+    palette_lookup,
+    psnr_db,
+    psnr_from_mse,
+)
 from vidrop.compression.clusterers import FIT_SAMPLES, sample_pixels
 from vidrop.data.video import read_video
 
@@ -47,19 +55,32 @@ def test_fit_sample_is_bounded_whatever_the_video_length():
     assert len(palette) == 8
 
 
-def test_nearest_assignment_equals_brute_force_in_any_chunking():
-    rng = np.random.default_rng(1)
+@pytest.mark.parametrize("palette_size", [1, 2, 16, 37, 256])
+def test_nearest_assignment_equals_brute_force(palette_size):
+    rng = np.random.default_rng(palette_size)
     frames = rng.integers(0, 256, size=(3, 17, 19, 3), dtype=np.uint8)
-    palette = rng.integers(0, 256, size=(37, 3), dtype=np.uint8)
-    distances = ((frames[..., None, :].astype(int) - palette.astype(int)) ** 2).sum(-1)
-    expected_colours = palette[distances.argmin(-1)]
-    for chunk in (1, 100, 1 << 16):
-        indices = nearest_palette_indices(frames, palette, chunk_pixels=chunk)
-        assert indices.dtype == np.uint8 and indices.shape == (3, 17, 19)
-        # ties may pick either colour; the chosen colour's distance must be the minimum
-        chosen = ((palette[indices].astype(int) - frames.astype(int)) ** 2).sum(-1)
-        assert np.array_equal(chosen, distances.min(-1))
-    assert expected_colours.shape == frames.shape
+    palette = rng.integers(0, 256, size=(palette_size, 3), dtype=np.uint8)
+    if palette_size > 2:
+        palette[2] = palette[1]  # a repeated colour: the tie goes to the lower index
+    distances = ((frames[..., None, :].astype(int) - palette.astype(int)) ** 2).sum(-1)  # (3, 17, 19, P)
+    indices, squared_error = assign_to_palette(frames, palette)
+    assert indices.dtype == np.uint8 and indices.shape == (3, 17, 19)
+    assert np.array_equal(indices, distances.argmin(-1))
+    assert squared_error == distances.min(-1).sum()
+
+
+def test_nearest_assignment_is_exact_for_every_colour_of_whole_slabs():
+    """Colours the cell table answers and colours it hands to the exact search alike: all 65 536 colours of 16
+    red levels (a tenth of the cells straddle a boundary) get their nearest palette colour."""
+    rng = np.random.default_rng(0)
+    palette = rng.integers(0, 256, size=(16, 3), dtype=np.uint8)
+    reds = rng.choice(256, size=16, replace=False).astype(np.uint8)
+    grid = np.meshgrid(reds, np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
+    colours = np.stack(grid, axis=-1)  # (16, 256, 256, 3)
+    indices, squared_error = assign_to_palette(colours, palette)
+    distances = ((colours.reshape(-1, 1, 3).astype(np.int32) - palette.astype(np.int32)) ** 2).sum(-1)  # (N, 16)
+    assert np.array_equal(indices.reshape(-1), distances.argmin(-1))
+    assert squared_error == distances.min(-1).sum()
 
 
 def test_dbscan_palette_size_is_what_it_finds():
@@ -72,10 +93,8 @@ def test_dbscan_palette_size_is_what_it_finds():
 
 
 def test_assignment_error_gives_the_reconstruction_psnr(real_frames):
-    from vidrop.compression import assign_to_palette, psnr_from_mse
-
     palette = fit_palette(real_frames.reshape(-1, 3), 8, "kmeans", seed=0)
-    indices, squared_error = assign_to_palette(real_frames, palette, chunk_pixels=1000)
+    indices, squared_error = assign_to_palette(real_frames, palette)
     assert psnr_from_mse(squared_error / real_frames.size) == pytest.approx(
         psnr_db(real_frames, palette_lookup(indices, palette)), rel=1e-6
     )

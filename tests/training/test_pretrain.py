@@ -227,6 +227,13 @@ def test_inconsistent_engine_and_resume_settings_fail_before_training(compressed
     result = subprocess.run([sys.executable, script, "--train_dataset", str(compressed_dataset), "--output_dir",
                              str(resumed), "--resume", "True"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode != 0 and "another model configuration" in result.stderr
+    result = subprocess.run([sys.executable, script, "--train_dataset", str(compressed_dataset), "--output_dir",
+                             str(resumed)], capture_output=True, text=True, cwd=ROOT)  # a new run, forgetting --resume
+    assert result.returncode != 0 and (
+        f"output_dir {resumed} holds the checkpoints of an earlier run (newest step-00000002); allowed: --resume True"
+        in result.stderr
+    )
+    assert (resumed / "checkpoints" / "step-00000002" / "complete").read_text() == "2"
 
 
 def test_epochs_become_steps_from_the_dataset_size(compressed_dataset, tmp_path):

@@ -234,8 +234,10 @@ def _write_shard(output_dir, index, rows, features):
     partial = Path(output_dir) / f"{relative}.partial"
     table = Dataset.from_list(rows, features=features).with_format("arrow")[:]
     table = table.replace_schema_metadata(features.arrow_schema.metadata)  # the `datasets` features travel along
-    # No parquet compression: the frame groups are Zstandard already, and snappy on top only slows reading.
-    pq.write_table(table, str(partial), row_group_size=8, compression="none")
+    # No parquet compression and no dictionary for the bytes columns: the frame groups are Zstandard already
+    # and all distinct; snappy or a dictionary attempt on top only slows reading (dictionary pages read 1.7x slower).
+    dictionary = [name for name in table.column_names if name not in ("frame_groups", "palette")]
+    pq.write_table(table, str(partial), row_group_size=8, compression="none", use_dictionary=dictionary)
     os.replace(partial, Path(output_dir) / relative)
     return relative
 

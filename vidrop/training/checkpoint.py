@@ -97,3 +97,15 @@ def load(engine, model, output_dir, tag):
         )
     set_rng_states(client_state["rng_states"][rank])
     return client_state["global_step"], client_state["epoch"], client_state["loader_states"][rank]
+
+
+def check_loader_workers(loader_state, num_workers, tag):
+    """Raise `ValueError` unless the `StatefulDataLoader` state `loader_state` of checkpoint `tag` was saved
+    with `num_workers` workers: each worker's position in the stream is saved, so resuming exactly needs the
+    same split."""
+    saved = loader_state.get("_snapshot", {}).get("_main_snapshot", {}).get("_num_workers", 0)
+    if saved != num_workers:
+        raise ValueError(
+            f"--num_workers {num_workers} differs from the {saved} DataLoader workers of checkpoint {tag}; allowed: "
+            f"--num_workers {saved} to resume it (each worker's position in the stream is saved)"
+        )

@@ -141,7 +141,12 @@ def pretrain(model_args, data_args, train_args):
     _check_dataset(data_args.train_dataset)
     if data_args.eval_dataset:
         _check_dataset(data_args.eval_dataset, "eval_dataset")
-    resume_tag = checkpoint.newest_complete_tag(output_dir) if train_args.resume else None
+    resume_tag = checkpoint.newest_complete_tag(output_dir)
+    if resume_tag and not train_args.resume:  # a new run would overwrite them step by step
+        raise ValueError(
+            f"output_dir {output_dir} holds the checkpoints of an earlier run (newest {resume_tag}); allowed: "
+            "--resume True to continue it, or another --output_dir"
+        )
     if resume_tag:
         saved = VidropConfig.from_pretrained(output_dir)
         if saved.to_dict() != config.to_dict():
@@ -198,6 +203,7 @@ def pretrain(model_args, data_args, train_args):
     step, epoch = 0, 0
     if resume_tag:
         step, epoch, loader_state = checkpoint.load(engine, model, output_dir, resume_tag)
+        checkpoint.check_loader_workers(loader_state, data_args.num_workers, resume_tag)
         stream.set_epoch(epoch)
         loader.load_state_dict(loader_state)
         logger.info("resumed from %s at step %d", resume_tag, step)
