@@ -15,6 +15,7 @@ teachers (mean over held-out splits, `vidrop.evaluation`). Goal: at most 0.75x t
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -77,12 +78,15 @@ def main():
     parser.add_argument("--grow_at", type=int, default=None, help="growth step (default: half-way)")
     parser.add_argument("--window", type=int, default=20, help="steps averaged on the loss curves")
     parser.add_argument("--seeds", type=int, default=3, help="probe split seeds")
+    parser.add_argument("--grown_args", default="", help="extra launchers/pretrain.py options of the grown run, "
+                        "e.g. '--growth_noise 0.5 --growth_warmup_steps 30'")
     args = parser.parse_args()
     grow_at = args.grow_at or args.max_steps // 2
     workdir = Path(tempfile.mkdtemp())
     (workdir / "half.json").write_text(json.dumps(HALF))
     (workdir / "target.json").write_text(json.dumps(TARGET))
-    runs = {"scratch": [], "grown": ["--growth_schedule", f"{workdir / 'half.json'}:0,{workdir / 'target.json'}:{grow_at}"]}
+    runs = {"scratch": [], "grown": ["--growth_schedule", f"{workdir / 'half.json'}:0,{workdir / 'target.json'}:{grow_at}",
+                                     *shlex.split(args.grown_args)]}
     for name, extra in runs.items():
         command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--output_dir", workdir / name, "--max_steps",
                                     args.max_steps, "--save_steps", args.max_steps, *extra)
