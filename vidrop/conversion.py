@@ -135,7 +135,7 @@ def videomae_config(source, use_cls_token=True):
         num_frames=source.num_frames,
         num_channels=source.num_channels,
         intermediate_size=source.intermediate_size,
-        # transformers < 5.20 names it qkv_bias (a bias on query and value only, as qv_bias now)
+        # the query and value biases: `qkv_bias` in transformers 5.17, `qv_bias` in later releases
         qkv_bias=getattr(source, "qv_bias", getattr(source, "qkv_bias", True)),
         position_embedding_type="sincos_1d",
         use_final_layernorm=not source.use_mean_pooling,

@@ -56,6 +56,14 @@ def test_partial_decode_equals_full_decode_sliced():
         assert np.array_equal(decode_clip(video, frames, crop=(2, 3, 5, 4)), full[frames][:, 2:7, 3:7])
 
 
+@pytest.mark.parametrize("crop", [(-1, 0, 4, 4), (0, 8, 4, 4), (6, 0, 4, 4), (0, 0, 0, 4)])
+def test_a_crop_outside_the_frame_is_a_clear_error(crop):
+    _, _, video = _random_video()  # 9 x 11 frames
+    for decode in (decode_clip, decode_indices):
+        with pytest.raises(ValueError, match=r"is not allowed; allowed: \(top, left, height, width\) inside the 9x11 frame"):
+            decode(video, [0], crop=crop)
+
+
 def test_a_clip_decompresses_only_the_groups_it_needs():
     _, _, video = _random_video(group_size=3)
     full = decode_indices(video, range(10))

@@ -4,7 +4,7 @@ A video is `(palette (P, 3) uint8, groups of compressed frames)`. Indices are pa
 {1, 2, 4, 8} bits that holds `P - 1`, each group of `group_size` frames is compressed with Zstandard (through
 pyarrow, already a dependency of `datasets`) on its own, so that a clip is read by decompressing only the
 groups it touches. Decoding reads only the crop's indices straight from the packed bits (compiled kernels,
-any bit width, any crop) and, for RGB, looks their colours up in the same pass: uint8 throughout.
+any bit width, any crop) and, for RGB, looks their colours up in the same pass: integers throughout.
 """
 
 from dataclasses import dataclass
