@@ -18,7 +18,7 @@ from videos import CACHE, add_video_arguments, benchmark_videos
 from vidrop.compression.codec import decode_clip
 from vidrop.data import CompressionOptions, build_dataset, load_video_dataset
 from vidrop.data.shards import row_to_video
-from vidrop.data.streaming import clip_frame_indices
+from vidrop.data.streaming import clip_frame_indices, stream_rows
 
 
 def pyav_clip(path, frames):
@@ -67,7 +67,7 @@ def main():
     dataset = load_video_dataset(dataset_dir)  # opened once, like a training run does; each pass streams it
 
     def run_ours():
-        return [decode_clip(row_to_video(row), plans[row["video_id"]][1]) for row in dataset]
+        return [decode_clip(row_to_video(row), plans[row["video_id"]][1]) for row in stream_rows(dataset)]
 
     # The two loaders alternate, pass by pass, so that both see the same load of this shared machine; the ratio
     # is the median of the per-pass ratios.

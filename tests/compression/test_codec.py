@@ -51,6 +51,7 @@ def test_partial_decode_equals_full_decode_sliced():
     indices, palette, video = _random_video()
     full = decode_clip(video, range(10))
     assert np.array_equal(full, palette[indices])
+    assert full.dtype == np.uint8 and full.flags.c_contiguous  # ready for torch.from_numpy, no copy
     for frames in ([0], [9], [2, 3, 4], [7, 1, 1, 8]):
         assert np.array_equal(decode_clip(video, frames), full[frames])
         assert np.array_equal(decode_clip(video, frames, crop=(2, 3, 5, 4)), full[frames][:, 2:7, 3:7])

@@ -60,14 +60,17 @@ def _unpack_crop(data, starts, bits, width, top, left, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _lookup_crop(data, starts, bits, width, top, left, words, out):
-    """As `_unpack_crop`, with the colours: `out` `(T, h, w)` uint32 <- `words[index]`, the `packed_palette`
-    word of each pixel's index (one 4-byte store per pixel)."""
+def _lookup_crop(data, starts, bits, width, top, left, palette, out):
+    """As `_unpack_crop`, with the colours: `out` `(T, h, w, 3)` uint8 <- `palette[index]` of each pixel, written
+    straight into the contiguous clip (no index array, no 4-byte words to strip afterwards)."""
     for t in range(out.shape[0]):
         for y in range(out.shape[1]):
             bit = starts[t] + ((top + y) * width + left) * bits
             for x in range(out.shape[2]):
-                out[t, y, x] = words[_index_at(data, bit, bits)]
+                index = _index_at(data, bit, bits)
+                out[t, y, x, 0] = palette[index, 0]
+                out[t, y, x, 1] = palette[index, 1]
+                out[t, y, x, 2] = palette[index, 2]
                 bit += bits
 
 
@@ -192,14 +195,14 @@ def palette_lookup(indices, palette):
 
 def decode_clip(video, frame_indices, crop=None):
     """RGB frames of a clip: decompress the needed groups, then read the crop's indices and their colours in
-    one pass (no index array in between; the colours are stored as 4-byte words, returned as a view).
+    one pass (no index array in between).
 
     Returns:
-        `(T, h, w, 3)` uint8.
+        `(T, h, w, 3)` uint8, contiguous.
     """
     frame_indices = _check_frames(video, frame_indices)
     top, left, h, w = _check_crop(video, crop)
     data, starts = _frames_data(video, frame_indices)
-    words = np.empty((len(frame_indices), h, w), dtype=np.uint32)  # (T, h, w) little-endian (R, G, B, 0)
-    _lookup_crop(data, starts, video.bits, video.width, top, left, packed_palette(video.palette), words)
-    return words.view(np.uint8).reshape(*words.shape, 4)[..., :3]
+    clip = np.empty((len(frame_indices), h, w, 3), dtype=np.uint8)
+    _lookup_crop(data, starts, video.bits, video.width, top, left, np.ascontiguousarray(video.palette), clip)
+    return clip

@@ -12,6 +12,7 @@ import os
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -84,8 +85,39 @@ def dataset_features(class_names=None):
     return Features(features)
 
 
+class _StoredBlobs(Sequence):
+    """The `frame_groups` of one streamed row, read in place: `blobs[g]` is a zero-copy `pyarrow.Buffer` of the
+    shard's page, `len(blobs)` the number of groups."""
+
+    def __init__(self, array):
+        self.array = array  # pyarrow.BinaryArray, one element per group
+
+    def __len__(self):
+        return len(self.array)
+
+    def __getitem__(self, group):
+        return self.array[group].as_buffer()
+
+
+def arrow_row(table):
+    """A one-row `pyarrow.Table` of a compressed dataset (as a `datasets` stream formatted "arrow" yields it) ->
+    the row as a dict, with `frame_groups` and `palette` read in place (zero-copy buffers) and the other columns
+    as Python values. Skips `datasets`' copy of every blob of the video into Python bytes (0.6 ms of the 1.5 ms
+    a 250-frame row of 224^2 frames takes to stream), of which a clip needs only its own frames."""
+    batch = next(b for b in table.to_batches() if b.num_rows)
+    row = {}
+    for name, column in zip(batch.schema.names, batch.columns):
+        if name == "frame_groups":
+            row[name] = _StoredBlobs(column.flatten())  # the row's groups: flatten honours the slice offset
+        elif name == "palette":
+            row[name] = column[0].as_buffer()
+        else:
+            row[name] = column[0].as_py()
+    return row
+
+
 def row_to_video(row):
-    """A dataset row -> `EncodedVideo`."""
+    """A dataset row (Python values, or `arrow_row`'s in-place buffers) -> `EncodedVideo`."""
     return EncodedVideo(
         palette=np.frombuffer(row["palette"], dtype=np.uint8).reshape(-1, 3),
         groups=row["frame_groups"],

@@ -18,7 +18,7 @@ from datasets import IterableDataset, load_dataset
 from datasets.distributed import split_dataset_by_node
 
 from ..compression.codec import decode_indices
-from .shards import SHARD_PATTERN, row_to_video
+from .shards import SHARD_PATTERN, arrow_row, row_to_video
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,11 @@ class CorruptDataError(RuntimeError):
 def load_video_dataset(path_or_repo, split="train"):
     """Open a compressed dataset (local folder or Hub repo id) as a streaming `datasets.IterableDataset`."""
     return load_dataset(str(path_or_repo), split=split, streaming=True)
+
+
+def stream_rows(dataset):
+    """The rows of a streamed compressed dataset, read in place from its Arrow pages (`arrow_row`)."""
+    return map(arrow_row, dataset.with_format("arrow"))
 
 
 def clip_frame_indices(num_video_frames, num_frames, stride, rng):
@@ -101,11 +106,17 @@ class ClipStream(torch.utils.data.IterableDataset):
         self.epoch, self.position, self.skipped = state["epoch"], state["position"], state.get("skipped", 0)
 
     def _rows(self):
-        dataset = split_dataset_by_node(self.dataset, rank=self.rank, world_size=self.world_size)
-        dataset = dataset.shuffle(seed=self.seed + self.epoch, buffer_size=max(1, self.shuffle_buffer))
+        # Row groups as shards: more shards than files, so that ranks and DataLoader workers split a dataset of
+        # few files by shard, and the shuffle draws from row groups in a shuffled order.
+        dataset = split_dataset_by_node(self.dataset.reshard(), rank=self.rank, world_size=self.world_size)
+        # One input shard at a time: interleaving several (datasets' default) reads them in threads and sleeps
+        # 5 s when they stop (apache/arrow#45214), at the end of every epoch.
+        dataset = dataset.shuffle(
+            seed=self.seed + self.epoch, buffer_size=max(1, self.shuffle_buffer), max_buffer_input_shards=1
+        )
         # Skip by reading: inside a DataLoader worker the dataset yields that worker's rows only, and
         # `position` counts exactly those (no clip is decoded for a skipped row).
-        return itertools.islice(dataset, self.position, None)
+        yield from itertools.islice(stream_rows(dataset), self.position, None)
 
     def _damaged_shards(self):
         """Name the unreadable parquet files of a local dataset folder (or the dataset, when remote)."""
@@ -132,7 +143,7 @@ class ClipStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
         worker_id = worker.id if worker is not None else 0
-        rows = iter(self._rows())
+        rows = self._rows()  # a generator: shards are opened (and damage found) at the first row
         while True:
             try:
                 row = next(rows)

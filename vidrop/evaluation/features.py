@@ -13,7 +13,7 @@ import torch
 from ..compression.codec import decode_indices
 from ..data.augment import box_to_pixel_values
 from ..data.shards import row_to_video
-from ..data.streaming import load_video_dataset
+from ..data.streaming import load_video_dataset, stream_rows
 
 FEATURE_TYPES = ("cls", "mean_patch", "both")
 
@@ -120,7 +120,7 @@ def extract_features(
         features.append(pooled.view(-1, views_per_video, pooled.shape[-1]).mean(dim=1).cpu())
         pending.clear()
 
-    for row in load_video_dataset(dataset):
+    for row in stream_rows(load_video_dataset(dataset)):
         if row.get("label") is None:
             raise ValueError(
                 f"dataset {dataset!r} has no labels (video {row['video_id']!r}); allowed: a dataset built from "
