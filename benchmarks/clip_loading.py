@@ -45,7 +45,9 @@ def main():
     parser.add_argument("--video_frames", type=int, default=250, help="frames per video (10 s at 25 fps)")
     parser.add_argument("--clip_frames", type=int, default=16)
     parser.add_argument("--stride", type=int, default=2)
-    parser.add_argument("--videos_per_class", type=int, default=2)
+    parser.add_argument("--videos_per_class", type=int, default=8,
+                        help="8 classes: a pass streams 8x this many videos (an epoch; opening the stream costs "
+                             "about 20 ms, which a real epoch spreads over thousands of videos)")
     add_video_arguments(parser)
     args = parser.parse_args()
     setup(args)

@@ -155,7 +155,7 @@ def _frames_data(video, frame_indices):
     for group in np.unique(frame_indices // video.group_size):
         frames_in_group = min(video.group_size, video.num_frames - group * video.group_size)
         length = -(-frames_in_group * frame_bits // 8)
-        buffers.append(GROUP_CODEC.decompress(video.groups[group], decompressed_size=length, asbytes=True))
+        buffers.append(GROUP_CODEC.decompress(video.groups[group], decompressed_size=length))  # pyarrow.Buffer
         group_starts[group], size = size * 8, size + length
     data = np.frombuffer(b"".join(buffers), dtype=np.uint8)
     starts = [group_starts[f // video.group_size] + (f % video.group_size) * frame_bits for f in frame_indices]
