@@ -45,31 +45,34 @@ def main():
     parser.add_argument("--video_frames", type=int, default=250, help="frames per video (10 s at 25 fps)")
     parser.add_argument("--clip_frames", type=int, default=16)
     parser.add_argument("--stride", type=int, default=2)
-    parser.add_argument("--videos_per_class", type=int, default=8,
-                        help="8 classes: a pass streams 8x this many videos (an epoch; opening the stream costs "
-                             "about 20 ms, which a real epoch spreads over thousands of videos)")
+    parser.add_argument("--videos_per_class", type=int, default=2)
+    parser.add_argument("--segment_frames", type=int, default=CompressionOptions.segment_frames,
+                        help="rows of the compressed dataset (more than --video_frames: one row per video)")
     add_video_arguments(parser)
     args = parser.parse_args()
     setup(args)
 
     videos = benchmark_videos(args.size, args.video_frames, args.videos_per_class, noise=args.noise)
-    dataset_dir = CACHE / f"{videos.name}-k{args.num_clusters}"
+    dataset_dir = CACHE / f"{videos.name}-k{args.num_clusters}-segment{args.segment_frames}"
     if not (dataset_dir / "stats.json").exists():
-        build_dataset(videos, dataset_dir, CompressionOptions(num_clusters=args.num_clusters), num_proc=2)
+        options = CompressionOptions(num_clusters=args.num_clusters, segment_frames=args.segment_frames)
+        build_dataset(videos, dataset_dir, options, num_proc=2)
+    dataset = load_video_dataset(dataset_dir)  # opened once, like a training run does; each pass streams it
+    # One clip per row (an epoch of the training loader: a row is a video, or a segment of a longer one), the
+    # same clips for both loaders: (video_id, first frame of the row) -> (mp4, frames in the video, in the row).
     rng = np.random.default_rng(args.seed)
-    plans = {}  # video_id -> frame indices, the same clips for both loaders
-    for path in sorted(videos.glob("*/*.mp4")):
-        plans[f"{path.parent.name}/{path.stem}"] = (
-            path, clip_frame_indices(args.video_frames, args.clip_frames, args.stride, rng)
-        )
+    paths = {f"{path.parent.name}/{path.stem}": path for path in videos.glob("*/*.mp4")}
+    plans = {}
+    for row in stream_rows(dataset):
+        frames = clip_frame_indices(row["num_frames"], args.clip_frames, args.stride, rng)
+        plans[row["video_id"], row["first_frame"]] = (paths[row["video_id"]], row["first_frame"] + frames, frames)
 
     def run_baseline():
-        return [pyav_clip(path, frames) for path, frames in plans.values()]
-
-    dataset = load_video_dataset(dataset_dir)  # opened once, like a training run does; each pass streams it
+        return [pyav_clip(path, frames) for path, frames, _ in plans.values()]
 
     def run_ours():
-        return [decode_clip(row_to_video(row), plans[row["video_id"]][1]) for row in stream_rows(dataset)]
+        return [decode_clip(row_to_video(row), plans[row["video_id"], row["first_frame"]][2])
+                for row in stream_rows(dataset)]
 
     # The two loaders alternate, pass by pass, so that both see the same load of this shared machine; the ratio
     # is the median of the per-pass ratios.
@@ -84,9 +87,10 @@ def main():
     results = {name: len(plans) / float(np.median(seconds)) for name, seconds in times.items()}
     baseline_times, our_times = times.values()
     ratio = float(np.median(np.asarray(baseline_times) / np.asarray(our_times)))
-    kbps = sum(p.stat().st_size for p, _ in plans.values()) * 8 / 1000 / (len(plans) * args.video_frames / 25)
-    print(f"{len(plans)} clips of {args.clip_frames} frames (stride {args.stride}) at {args.size}x{args.size} "
-          f"from {args.video_frames}-frame mp4s of {kbps:.0f} kbit/s, one process, median of {args.repeats}")
+    kbps = sum(p.stat().st_size for p in paths.values()) * 8 / 1000 / (len(paths) * args.video_frames / 25)
+    print(f"{len(plans)} clips of {args.clip_frames} frames (stride {args.stride}) at {args.size}x{args.size}, one per "
+          f"row, from {len(paths)} {args.video_frames}-frame mp4s of {kbps:.0f} kbit/s (rows of "
+          f"{args.segment_frames}+ frames), one process, median of {args.repeats}")
     for name, rate in results.items():
         print(f"{name:<42} {rate:>9.1f} clips/s")
     print(f"ratio: {ratio:.1f}x, median of {args.repeats} alternating passes (goal >= 20x)")

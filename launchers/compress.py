@@ -25,6 +25,12 @@ class CompressArguments:
     max_frames: int | None = field(default=None, metadata={"help": "keep at most this many frames per video"})
     group_size: int = field(default=1, metadata={"help": "frames per independently compressed group"})
     clip_frames: int = field(default=16, metadata={"help": "clip length; shorter videos are kept and marked short"})
+    segment_frames: int = field(
+        default=64,
+        metadata={"help": "a video of twice this many frames or more is stored as rows of this many frames (the last "
+                          "takes the remainder), so a clip reads its segment only; at least the clip span "
+                          "(frames - 1) x stride + 1 of the training recipe"},
+    )
     num_proc: int = field(default=1, metadata={"help": "worker processes over videos"})
     videos_per_shard: int = field(default=64, metadata={"help": "videos per parquet shard"})
     seed: int = field(default=0, metadata={"help": "seed of the clusterers' random state"})
@@ -55,6 +61,7 @@ def main(argv=None):
         max_frames=args.max_frames,
         group_size=args.group_size,
         clip_frames=args.clip_frames,
+        segment_frames=args.segment_frames,
         seed=args.seed,
     )
     totals = build_dataset(args.input_dir, args.output_dir, options, args.num_proc, args.videos_per_shard)

@@ -101,3 +101,18 @@ def test_every_decode_path_gives_the_palette_colours(palette_size, crop):
     top, left, h, w = crop or (0, 0, 6, 16)
     frames = [6, 0, 3, 3]
     assert np.array_equal(decode_clip(video, frames, crop), palette[indices[frames, top : top + h, left : left + w]])
+
+
+@pytest.mark.parametrize("palette_size", [2, 3, 4, 16, 256])
+def test_clips_decode_byte_by_byte_and_pixel_by_pixel_alike(palette_size):
+    # 16 x 24 frames: whole-byte rows at 1, 2 and 4 bits (a byte of indices per step) and crops that start or end
+    # inside a byte (a pixel per step) give the palette's colours of the indices
+    rng = np.random.default_rng(palette_size)
+    palette = rng.integers(0, 256, size=(palette_size, 3), dtype=np.uint8)
+    indices = rng.integers(0, palette_size, size=(5, 16, 24), dtype=np.uint8)
+    video = encode_indices(indices, palette)
+    for crop in (None, (3, 8, 9, 16), (0, 8, 16, 8), (1, 1, 7, 16), (2, 8, 5, 13), (0, 0, 16, 23)):
+        top, left, h, w = crop or (0, 0, 16, 24)
+        clip = decode_clip(video, [4, 0, 2], crop=crop)
+        assert clip.flags.c_contiguous
+        assert np.array_equal(clip, palette[indices[[4, 0, 2], top : top + h, left : left + w]])

@@ -5,11 +5,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from datasets import load_dataset
 
+from vidrop.compression import decode_clip
 from vidrop.data import CompressionOptions, build_dataset
+from vidrop.data.shards import row_to_video
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,3 +144,32 @@ def test_progress_file_stays_small_and_stats_come_from_the_shards(compressed_dat
     stats = json.loads((compressed_dataset / "stats.json").read_text())
     assert stats["compressed_bytes"] == sum(r["compressed_bytes"] for r in rows)
     assert stats["encode_seconds"] == pytest.approx(sum(r["encode_seconds"] for r in rows), rel=1e-5)
+
+
+def test_a_long_video_is_stored_as_segment_rows_that_decode_to_it(synthetic_videos, compressed_dataset, tmp_path):
+    source = tmp_path / "videos"
+    for name in ("move_left", "zoom_in"):
+        shutil.copytree(synthetic_videos / name, source / name)
+    # 16-frame videos, segments of 6: rows of frames 0-5 and 6-15 (the remainder joins the last segment)
+    build_dataset(source, tmp_path / "segments", CompressionOptions(num_clusters=16, clip_frames=8, segment_frames=6))
+    rows = _rows(tmp_path / "segments")
+    whole = {r["video_id"]: r for r in _rows(compressed_dataset) if r["video_id"].split("/")[0] in ("move_left", "zoom_in")}
+    assert sorted((r["video_id"], r["first_frame"], r["num_frames"]) for r in rows) == sorted(
+        (video_id, first, frames) for video_id in whole for first, frames in ((0, 6), (6, 10))
+    )
+    assert all(r["video_frames"] == 16 and len(r["frame_groups"]) == r["num_frames"] for r in rows)
+    for video_id, row in whole.items():
+        segments = sorted((r for r in rows if r["video_id"] == video_id), key=lambda r: r["first_frame"])
+        decoded = np.concatenate([decode_clip(row_to_video(r), range(r["num_frames"])) for r in segments])
+        assert np.array_equal(decoded, decode_clip(row_to_video(row), range(16)))  # one palette per video
+    stats = json.loads((tmp_path / "segments" / "stats.json").read_text())
+    whole_stats = [whole[r["video_id"]] for r in rows if r["first_frame"] == 0]
+    assert stats["videos"] == 4 and stats["rows"] == 8 and stats["frames"] == 4 * 16
+    assert stats["raw_bytes"] == 4 * 16 * 32 * 32 * 3
+    assert stats["source_bytes"] == sum(r["source_bytes"] for r in whole_stats)
+    assert stats["psnr_db"] == pytest.approx(np.mean([r["psnr_db"] for r in whole_stats]), rel=1e-6)
+    # the same bytes as whole-video rows, plus the palette repeated in each further row
+    palettes = sum(len(r["palette"]) for r in rows if r["first_frame"] > 0)
+    assert stats["compressed_bytes"] == sum(r["compressed_bytes"] for r in whole_stats) + palettes
+    with pytest.raises(ValueError, match="segment_frames=5 is not allowed with group_size=2"):
+        CompressionOptions(group_size=2, segment_frames=5)

@@ -151,3 +151,15 @@ def test_exact_resume_with_two_loader_workers_and_token_plans(compressed_dataset
             assert torch.equal(a[key], b[key]), key
     # the workers drew different token plans (the collator's seed comes from the examples)
     assert not torch.equal(uninterrupted[0]["global_keep_indices"], uninterrupted[1]["global_keep_indices"])
+
+
+def test_clips_come_from_within_a_segment_and_a_longer_span_is_a_clear_error(synthetic_videos, tmp_path):
+    from vidrop.data import CompressionOptions, build_dataset
+
+    source = tmp_path / "videos"
+    shutil.copytree(synthetic_videos / "move_up", source / "move_up")
+    build_dataset(source, tmp_path / "segments", CompressionOptions(num_clusters=16, segment_frames=6))  # rows 6 + 10
+    samples = list(ClipStream(tmp_path / "segments", CROP, num_frames=3, frame_stride=2))  # span 5: fits
+    assert len(samples) == 4 and {s["video_id"] for s in samples} == {"move_up/move_up_0000", "move_up/move_up_0001"}
+    with pytest.raises(ValueError, match=r"spans 7 frames, more than the 6-frame segment .* --segment_frames 7"):
+        list(ClipStream(tmp_path / "segments", CROP, num_frames=4, frame_stride=2))

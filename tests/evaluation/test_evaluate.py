@@ -1,6 +1,7 @@
 """Frozen features of real compressed shards and the evaluation entry points (API, launcher, eval.json)."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,27 @@ def test_evaluate_writes_eval_json_and_the_launcher_prints_the_table(tiny_config
     assert (written["num_train_videos"], written["num_eval_videos"]) == (32, 16)
     with pytest.raises(ValueError, match="feature_type='cls_token'"):
         EvalArguments(model=str(model_dir), train_dataset=str(labelled_dataset), feature_type="cls_token")
+
+
+def test_the_segment_rows_of_a_video_give_one_feature_the_mean_of_theirs(tiny_config, labelled_videos, tmp_path):
+    from vidrop.data import CompressionOptions, build_dataset
+
+    source = tmp_path / "videos"
+    for name in ("move_left", "rotate_cw"):
+        shutil.copytree(labelled_videos / name, source / name)
+    for segment_frames, name in ((8, "segments"), (64, "whole")):  # 16-frame videos: rows 0-7 and 8-15, or one
+        build_dataset(source, tmp_path / name, CompressionOptions(num_clusters=16, segment_frames=segment_frames))
+    torch.manual_seed(0)
+    model = VidropModel(tiny_config(num_frames=8)).eval()
+
+    def features(dataset, **kwargs):
+        return extract_features(lambda x: model(x).last_hidden_state, tmp_path / dataset, num_frames=8,
+                                image_size=32, has_cls_token=True, feature_type="cls", **{"frame_stride": 1, **kwargs})
+
+    segments, whole = features("segments", num_clips=1), features("whole", num_clips=2)
+    assert segments.video_ids == whole.video_ids and len(segments.video_ids) == 8
+    assert segments.labels.tolist() == whole.labels.tolist()
+    # one 8-frame clip per 8-frame segment: frames 0-7 and 8-15, as the 2 clips spread over the whole video
+    np.testing.assert_allclose(segments.features, whole.features, atol=1e-5)
+    with pytest.raises(ValueError, match="spans 15 frames, more than the 8-frame segment"):
+        features("segments", num_clips=1, frame_stride=2)

@@ -239,14 +239,19 @@ def test_inconsistent_engine_and_resume_settings_fail_before_training(compressed
 def test_epochs_become_steps_from_the_dataset_size(compressed_dataset, tmp_path):
     output = tmp_path / "run"
     before = set(Path("/dev/shm").glob("deepspeed_allreduce_buffer_*"))
-    _run(_command(compressed_dataset, output, "--num_epochs", "0.5"), tmp_path)  # 16 videos, 4 clips per step
+    _run(_command(compressed_dataset, output, "--num_epochs", "0.5"), tmp_path)  # 16 rows (videos), 4 clips per step
     assert json.loads((output / "summary.json").read_text())["steps"] == 2
     # DeepSpeed's CPU all-reduce buffers (69 MB of RAM each) are removed by every rank at the end
     assert set(Path("/dev/shm").glob("deepspeed_allreduce_buffer_*")) <= before
     from vidrop.training.loop import _steps_for_epochs
 
-    with pytest.raises(ValueError, match="needs .*stats.json to count the videos"):
+    with pytest.raises(ValueError, match="needs .*stats.json to count the rows"):
         _steps_for_epochs(tmp_path / "no-dataset", 2, 4)
+    # an epoch is a clip per row: a video stored as segments counts each; older datasets have a row per video
+    for totals, steps in (({"videos": 4, "rows": 12}, 3), ({"videos": 4}, 1)):
+        (tmp_path / "segmented").mkdir(exist_ok=True)
+        (tmp_path / "segmented" / "stats.json").write_text(json.dumps(totals))
+        assert _steps_for_epochs(tmp_path / "segmented", 1, 4) == steps
 
 
 def test_a_seconds_budget_stops_the_run_with_a_checkpoint_and_a_summary(compressed_dataset, tmp_path):

@@ -74,6 +74,35 @@ def _lookup_crop(data, starts, bits, width, top, left, palette, out):
                 bit += bits
 
 
+@numba.njit(cache=True, nogil=True)
+def _lookup_blocks(data, starts, bits, width, top, left, blocks, out):
+    """As `_lookup_crop` for a crop whose rows start and end on byte boundaries: each byte of packed indices
+    (`8 // bits` pixels) becomes three words of `blocks[byte]`, its pixels' colours (3x fewer stores than byte
+    by byte). `out` `(T, h, 3 * w / (8 // bits))` words of `8 // bits` bytes, the clip's memory."""
+    for t in range(out.shape[0]):
+        for y in range(out.shape[1]):
+            byte = (starts[t] + ((top + y) * width + left) * bits) >> 3
+            row = out[t, y]
+            for k in range(out.shape[2] // 3):
+                block = blocks[data[byte + k]]
+                row[3 * k] = block[0]
+                row[3 * k + 1] = block[1]
+                row[3 * k + 2] = block[2]
+
+
+# Word holding the colours of a third of a byte's pixels: 4 bits -> 2 pixels = 6 bytes = 3 x uint16, ...
+BLOCK_WORDS = {4: np.uint16, 2: np.uint32, 1: np.uint64}
+
+
+def colour_blocks(palette, bits):
+    """`(256, 3)` words: the RGB bytes of the `8 // bits` pixels that each byte value of packed indices holds
+    (indices past the palette, which no frame holds, get its last colour)."""
+    per_byte = 8 // bits
+    values = np.arange(256)[:, None] >> (8 - bits * (np.arange(per_byte)[None, :] + 1))  # (256, per_byte)
+    indices = np.minimum(values & ((1 << bits) - 1), len(palette) - 1)
+    return np.ascontiguousarray(palette[indices].reshape(256, 3 * per_byte)).view(BLOCK_WORDS[bits])
+
+
 def unpack_indices(data, bits, count):
     """Inverse of `pack_indices`: the first `count` uint8 indices of `data`."""
     out = np.empty((1, 1, count), dtype=np.uint8)
@@ -195,7 +224,7 @@ def palette_lookup(indices, palette):
 
 def decode_clip(video, frame_indices, crop=None):
     """RGB frames of a clip: decompress the needed groups, then read the crop's indices and their colours in
-    one pass (no index array in between).
+    one pass (no index array in between), a byte of indices at a time where the crop's rows are whole bytes.
 
     Returns:
         `(T, h, w, 3)` uint8, contiguous.
@@ -204,5 +233,10 @@ def decode_clip(video, frame_indices, crop=None):
     top, left, h, w = _check_crop(video, crop)
     data, starts = _frames_data(video, frame_indices)
     clip = np.empty((len(frame_indices), h, w, 3), dtype=np.uint8)
-    _lookup_crop(data, starts, video.bits, video.width, top, left, np.ascontiguousarray(video.palette), clip)
+    per_byte = 8 // video.bits
+    if video.bits < 8 and video.width % per_byte == 0 and left % per_byte == 0 and w % per_byte == 0:
+        words = clip.reshape(len(frame_indices), h, 3 * w).view(BLOCK_WORDS[video.bits])
+        _lookup_blocks(data, starts, video.bits, video.width, top, left, colour_blocks(video.palette, video.bits), words)
+    else:  # rows that start or end inside a byte, or one index per byte
+        _lookup_crop(data, starts, video.bits, video.width, top, left, np.ascontiguousarray(video.palette), clip)
     return clip

@@ -5,7 +5,9 @@ import yaml
 FEATURE_NOTES = {
     "video_id": "path of the source video below the input folder, without extension",
     "label": "class (the source subfolder)",
-    "num_frames": "frames T",
+    "first_frame": "the row's first frame in the video (a long video is stored as rows of consecutive segments)",
+    "video_frames": "frames of the whole video",
+    "num_frames": "frames T of the row",
     "height": "frame height H, pixels",
     "width": "frame width W, pixels",
     "fps": "frame rate of the stored frames",
@@ -14,10 +16,10 @@ FEATURE_NOTES = {
     "frame_groups": "Zstandard blobs of bit-packed palette indices (1, 2, 4 or 8 bits), one per group of frames",
     "short": "fewer frames than one clip: the loader pads by repetition",
     "shard": "the parquet file holding the row",
-    "raw_bytes": "bytes of the frames as raw RGB",
-    "compressed_bytes": "palette + compressed groups, bytes",
+    "raw_bytes": "bytes of the row's frames as raw RGB",
+    "compressed_bytes": "palette + compressed groups of the row, bytes",
     "source_bytes": "bytes of the source file",
-    "psnr_db": "PSNR of the palette reconstruction, dB",
+    "psnr_db": "PSNR of the video's palette reconstruction, dB",
     "encode_seconds": "decode + cluster + encode time of the video",
 }
 
@@ -51,7 +53,8 @@ dataset = load_dataset("path/or/repo", split="train", streaming=True)
 
 ## Layout
 
-`data/train-*.parquet` (one row per video), `stats.json` (dataset totals and skipped files),
+`data/train-*.parquet` (one row per segment of a video: a video of 2 x {options['segment_frames']} frames or more is cut into
+rows of {options['segment_frames']} frames, the last taking the remainder), `stats.json` (dataset totals and skipped files),
 `progress.json` (what a resumed build needs).
 
 ## Features
@@ -67,6 +70,7 @@ Classes: {classes}.
 | statistic | value |
 | --- | --- |
 | videos | {totals['videos']} |
+| rows (video segments) | {totals['rows']} |
 | frames | {totals['frames']} |
 | raw RGB bytes | {totals['raw_bytes']} |
 | compressed bytes | {totals['compressed_bytes']} |

@@ -1,7 +1,9 @@
 """Building a cluster-compressed video dataset: videos in, Hugging Face parquet shards + card + stats out.
 
-One row per video. The frames are stored as bytes (a palette and Zstandard blobs of bit-packed indices, see
-`vidrop.compression.codec`), never as numpy arrays. The build is resumable: `progress.json` records every
+One row per segment of a video: a video of `2 * segment_frames` frames or more is cut into rows of
+`segment_frames` frames (the last one takes the remainder), so that reading a clip reads its segment, not the
+whole video, and a long video never makes a huge row. The frames are stored as bytes (a palette and Zstandard
+blobs of bit-packed indices, see `vidrop.compression.codec`), never as numpy arrays. The build is resumable: `progress.json` records every
 finished shard file and skipped file, shards are written under a temporary name and renamed, so a killed build
 continues where it stopped and never duplicates a video.
 """
@@ -47,6 +49,7 @@ class CompressionOptions:
     max_frames: int | None = None
     group_size: int = 1
     clip_frames: int = 16
+    segment_frames: int = 64
     seed: int = 0
 
     def __post_init__(self):
@@ -56,15 +59,22 @@ class CompressionOptions:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name}={value!r} is not allowed; allowed: a positive number or None")
-        for name in ("group_size", "clip_frames"):
+        for name in ("group_size", "clip_frames", "segment_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: >= 1")
+        if self.segment_frames % self.group_size:
+            raise ValueError(
+                f"segment_frames={self.segment_frames} is not allowed with group_size={self.group_size}; "
+                "allowed: a multiple of group_size (a segment holds whole groups)"
+            )
 
 
 def dataset_features(class_names=None):
     """The `datasets.Features` of a compressed dataset (with a `label` ClassLabel when classes are known)."""
     features = {
         "video_id": Value("string"),
+        "first_frame": Value("int32"),
+        "video_frames": Value("int32"),
         "num_frames": Value("int32"),
         "height": Value("int32"),
         "width": Value("int32"),
@@ -128,8 +138,19 @@ def row_to_video(row):
     )
 
 
+def segment_bounds(num_frames, segment_frames):
+    """`[(first, end)]` frame ranges of a video's rows: `segment_frames` frames each, the remainder joined to the
+    last, so that every row of a longer video holds at least `segment_frames` frames."""
+    count = max(1, num_frames // segment_frames)
+    return [(i * segment_frames, (i + 1) * segment_frames if i < count - 1 else num_frames) for i in range(count)]
+
+
 def compress_video(path, video_id, options):
-    """Decode, cluster and encode one video -> its dataset row (without `shard` and `label`), statistics included.
+    """Decode, cluster and encode one video -> its dataset rows, one per segment (`segment_bounds`), without
+    `shard` and `label`.
+
+    The palette is fitted on the whole video and stored in every row. `raw_bytes` and `compressed_bytes` are the
+    row's own; `source_bytes`, `psnr_db` and `encode_seconds` are the whole video's, repeated in each row.
 
     Raises:
         VideoDecodeError: the file is not a decodable video.
@@ -141,22 +162,30 @@ def compress_video(path, video_id, options):
     palette = fit_palette(frames.reshape(-1, 3), options.num_clusters, options.method, seed)
     indices, squared_error = assign_to_palette(frames, palette)  # (T, H, W) uint8
     encoded = encode_indices(indices, palette, options.group_size)
-    return {
-        "video_id": video_id,
-        "num_frames": encoded.num_frames,
-        "height": encoded.height,
-        "width": encoded.width,
-        "fps": decoded.fps,
-        "palette": palette.tobytes(),
-        "group_size": encoded.group_size,
-        "frame_groups": encoded.groups,
-        "short": len(frames) < options.clip_frames,
-        "raw_bytes": encoded.raw_bytes,
-        "compressed_bytes": encoded.compressed_bytes,
-        "source_bytes": decoded.source_bytes,
-        "psnr_db": psnr_from_mse(squared_error / frames.size),  # inf for a lossless palette
-        "encode_seconds": time.perf_counter() - start,
-    }
+    psnr = psnr_from_mse(squared_error / frames.size)  # inf for a lossless palette
+    seconds = time.perf_counter() - start
+    rows = []
+    for first, end in segment_bounds(encoded.num_frames, options.segment_frames):
+        groups = encoded.groups[first // encoded.group_size : -(-end // encoded.group_size)]
+        rows.append({
+            "video_id": video_id,
+            "first_frame": first,
+            "video_frames": encoded.num_frames,
+            "num_frames": end - first,
+            "height": encoded.height,
+            "width": encoded.width,
+            "fps": decoded.fps,
+            "palette": palette.tobytes(),
+            "group_size": encoded.group_size,
+            "frame_groups": groups,
+            "short": len(frames) < options.clip_frames,
+            "raw_bytes": (end - first) * encoded.height * encoded.width * 3,
+            "compressed_bytes": palette.nbytes + sum(len(g) for g in groups),
+            "source_bytes": decoded.source_bytes,
+            "psnr_db": psnr,
+            "encode_seconds": seconds,
+        })
+    return rows
 
 
 def discover_videos(input_dir):
@@ -304,15 +333,16 @@ def build_dataset(input_dir, output_dir, options=None, num_proc=1, videos_per_sh
                 tasks = [(path, video_id, options) for path, video_id, _ in pending[start : start + videos_per_shard]]
                 results = pool.map(_compress_task, tasks) if pool else map(_compress_task, tasks)
                 rows, skipped = [], []
-                for (path, _, _), (video_id, row, reason) in zip(tasks, results):
+                for (path, _, _), (video_id, video_rows, reason) in zip(tasks, results):
                     bar.update()
                     if reason is not None:
                         logger.warning("skipped %s: %s", path, reason)
                         skipped.append({"video_id": video_id, "path": str(path), "reason": reason})
                         continue
-                    if class_names is not None:
-                        row["label"] = class_names.index(labels[video_id])
-                    rows.append(row)
+                    for row in video_rows:  # a video's segments share its shard: a resumed build keeps or redoes all
+                        if class_names is not None:
+                            row["label"] = class_names.index(labels[video_id])
+                        rows.append(row)
                 shard = _write_shard(output_dir, len(progress.state["shards"]), rows, features) if rows else None
                 progress.add(shard, skipped)
     finally:
@@ -321,28 +351,38 @@ def build_dataset(input_dir, output_dir, options=None, num_proc=1, videos_per_sh
     return _finish(output_dir, progress, options, class_names, dataset_name)
 
 
-STATS_COLUMNS = ("raw_bytes", "compressed_bytes", "source_bytes", "psnr_db", "num_frames", "encode_seconds", "palette", "short")
+STATS_COLUMNS = ("video_id", "raw_bytes", "compressed_bytes", "source_bytes", "psnr_db", "video_frames",
+                 "encode_seconds", "palette", "short")
+
+
+def _video_stats(rows):
+    """`VideoStats` per video from the statistics columns of its rows (`compress_video`'s split of them)."""
+    by_video = {}
+    for row in rows:
+        by_video.setdefault(row["video_id"], []).append(row)
+    return [
+        VideoStats(
+            raw_bytes=sum(r["raw_bytes"] for r in segments),
+            compressed_bytes=sum(r["compressed_bytes"] for r in segments),
+            source_bytes=segments[0]["source_bytes"],
+            psnr_db=segments[0]["psnr_db"],
+            frames=segments[0]["video_frames"],
+            encode_seconds=segments[0]["encode_seconds"],
+            palette_size=len(segments[0]["palette"]) // 3,
+        )
+        for segments in by_video.values()
+    ]
 
 
 def _finish(output_dir, progress, options, class_names, dataset_name):
     """Write `stats.json` and the dataset card from the statistics columns of the shards."""
     table = progress.shard_columns(list(STATS_COLUMNS))
     rows = table.to_pylist() if table is not None else []
-    videos = [
-        VideoStats(
-            raw_bytes=r["raw_bytes"],
-            compressed_bytes=r["compressed_bytes"],
-            source_bytes=r["source_bytes"],
-            psnr_db=r["psnr_db"],
-            frames=r["num_frames"],
-            encode_seconds=r["encode_seconds"],
-            palette_size=len(r["palette"]) // 3,
-        )
-        for r in rows
-    ]
+    videos = _video_stats(rows)
     totals = {
         **dataset_totals(videos),
-        "short_videos": sum(r["short"] for r in rows),
+        "rows": len(rows),
+        "short_videos": len({r["video_id"] for r in rows if r["short"]}),
         "skipped": progress.state["skipped"],
         "options": asdict(options),
         "classes": class_names,

@@ -37,6 +37,18 @@ def stream_rows(dataset):
     return map(arrow_row, dataset.with_format("arrow"))
 
 
+def check_clip_span(row, num_frames, stride):
+    """A clip must fit in a segment of a longer video (looping it would join the segment's end to its start);
+    a video shorter than the clip is looped. Raises `ValueError` naming the span and the segment."""
+    span = (num_frames - 1) * stride + 1
+    if row["num_frames"] < min(span, row.get("video_frames", row["num_frames"])):
+        raise ValueError(
+            f"a clip of {num_frames} frames at stride {stride} spans {span} frames, more than the "
+            f"{row['num_frames']}-frame segment of video {row['video_id']!r}; allowed: a clip span of at most the "
+            f"dataset's segment_frames, or a dataset rebuilt with launchers/compress.py --segment_frames {span}"
+        )
+
+
 def clip_frame_indices(num_video_frames, num_frames, stride, rng):
     """Frame numbers of a random clip of `num_frames` frames, `stride` apart -> `(num_frames,)` int64.
 
@@ -151,6 +163,7 @@ class ClipStream(torch.utils.data.IterableDataset):
                 return
             except Exception as error:  # pyarrow / parquet errors of a damaged shard
                 raise CorruptDataError(f"cannot read the shards of {self._damaged_shards()}: {error}") from error
+            check_clip_span(row, self.num_frames, self.frame_stride)
             rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker_id, self.position])
             self.position += 1
             try:

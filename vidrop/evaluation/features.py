@@ -13,7 +13,7 @@ import torch
 from ..compression.codec import decode_indices
 from ..data.augment import box_to_pixel_values
 from ..data.shards import row_to_video
-from ..data.streaming import load_video_dataset, stream_rows
+from ..data.streaming import check_clip_span, load_video_dataset, stream_rows
 
 FEATURE_TYPES = ("cls", "mean_patch", "both")
 
@@ -54,6 +54,7 @@ def video_views(row, num_frames, frame_stride, image_size, num_clips, num_crops,
     `shuffle_frames`, a `numpy.random.Generator`, permutes the frames of every clip (the temporal-order
     control); None keeps them in order.
     """
+    check_clip_span(row, num_frames, frame_stride)
     video = row_to_video(row)
     views = []
     for start in eval_clip_starts(video.num_frames, num_frames, frame_stride, num_clips):
@@ -95,7 +96,8 @@ def extract_features(
     device="cpu",
     shuffle_frames_seed=None,
 ):
-    """Features of every labelled video of `dataset` (a compressed dataset folder or Hub repo id).
+    """Features of every labelled video of `dataset` (a compressed dataset folder or Hub repo id); a video stored
+    as several segment rows gets the mean over the clips of all its segments.
 
     Args:
         encoder: a callable `pixel_values (B, T, C, S, S) -> last hidden states (B, [1 +] L, D)` running on
@@ -135,4 +137,17 @@ def extract_features(
         flush()
     if not labels:
         raise ValueError(f"dataset {dataset!r} has no videos; allowed: a dataset with labelled videos")
-    return VideoFeatures(torch.cat(features).numpy(), np.asarray(labels, dtype=np.int64), video_ids)
+    return _per_video(torch.cat(features).numpy(), labels, video_ids)
+
+
+def _per_video(features, labels, video_ids):
+    """Rows -> videos: `(rows, F)` features of rows, some of them segments of the same video -> `VideoFeatures`
+    with one `(F,)` mean per video (every row has the same number of views), in first-row order."""
+    order = list(dict.fromkeys(video_ids))
+    position = {video_id: i for i, video_id in enumerate(order)}
+    video_of_row = np.asarray([position[video_id] for video_id in video_ids])
+    sums = np.zeros((len(order), features.shape[1]), dtype=np.float64)
+    np.add.at(sums, video_of_row, features)
+    means = (sums / np.bincount(video_of_row)[:, None]).astype(features.dtype)  # (videos, F)
+    first_row = np.unique(video_of_row, return_index=True)[1]
+    return VideoFeatures(means, np.asarray(labels, dtype=np.int64)[first_row], order)

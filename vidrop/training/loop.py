@@ -64,15 +64,17 @@ def _ensure_dataset(path, rank):
 
 
 def _steps_for_epochs(dataset, num_epochs, clips_per_step):
-    """Optimizer steps for `num_epochs` passes over a local dataset, from the video count in its stats.json."""
+    """Optimizer steps for `num_epochs` passes over a local dataset, from the row count in its stats.json (one
+    clip per row and epoch; datasets built before rows held segments count one row per video)."""
     stats = Path(dataset) / "stats.json"
     if not stats.exists():
         raise ValueError(
-            f"num_epochs={num_epochs} needs {stats} to count the videos; allowed: a local dataset built by "
+            f"num_epochs={num_epochs} needs {stats} to count the rows; allowed: a local dataset built by "
             "launchers/compress.py, or --max_steps"
         )
-    videos = json.loads(stats.read_text())["videos"]
-    return max(1, math.ceil(num_epochs * videos / clips_per_step))
+    totals = json.loads(stats.read_text())
+    rows = totals.get("rows", totals["videos"])
+    return max(1, math.ceil(num_epochs * rows / clips_per_step))
 
 
 def _batches(loader, stream, epoch):
