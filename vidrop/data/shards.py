@@ -3,9 +3,9 @@
 One row per segment of a video: a video of `2 * segment_frames` frames or more is cut into rows of
 `segment_frames` frames (the last one takes the remainder), so that reading a clip reads its segment, not the
 whole video, and a long video never makes a huge row. The frames are stored as bytes (a palette and Zstandard
-blobs of bit-packed indices, see `vidrop.compression.codec`), never as numpy arrays. The build is resumable: `progress.json` records every
-finished shard file and skipped file, shards are written under a temporary name and renamed, so a killed build
-continues where it stopped and never duplicates a video.
+blobs of bit-packed indices, see `vidrop.compression.codec`), never as numpy arrays. The build is resumable:
+`progress.json` records every finished shard file and skipped file, shards are written under a temporary name
+and renamed, so a killed build continues where it stopped and never duplicates a video.
 """
 
 import json
@@ -13,8 +13,8 @@ import logging
 import os
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 

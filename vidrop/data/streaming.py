@@ -95,6 +95,13 @@ class ClipStream(torch.utils.data.IterableDataset):
         super().__init__()
         self.source = None if isinstance(dataset, IterableDataset) else str(dataset)
         self.dataset = dataset if isinstance(dataset, IterableDataset) else load_video_dataset(dataset)
+        # Row groups as shards, found once (a Hub dataset's file footers are read over HTTP): more shards than
+        # files, so that ranks and DataLoader workers split a dataset of few files by shard, and the shuffle
+        # draws from row groups in a shuffled order.
+        try:
+            self.dataset = self.dataset.reshard()
+        except Exception as error:  # noqa: BLE001 - an unreadable footer: name the damaged files
+            raise CorruptDataError(f"cannot read the shards of {self._damaged_shards()}: {error}") from error
         self.transform = transform
         self.num_frames = num_frames
         self.frame_stride = frame_stride
@@ -118,9 +125,7 @@ class ClipStream(torch.utils.data.IterableDataset):
         self.epoch, self.position, self.skipped = state["epoch"], state["position"], state.get("skipped", 0)
 
     def _rows(self):
-        # Row groups as shards: more shards than files, so that ranks and DataLoader workers split a dataset of
-        # few files by shard, and the shuffle draws from row groups in a shuffled order.
-        dataset = split_dataset_by_node(self.dataset.reshard(), rank=self.rank, world_size=self.world_size)
+        dataset = split_dataset_by_node(self.dataset, rank=self.rank, world_size=self.world_size)
         # One input shard at a time: interleaving several (datasets' default) reads them in threads and sleeps
         # 5 s when they stop (apache/arrow#45214), at the end of every epoch.
         dataset = dataset.shuffle(
@@ -155,7 +160,7 @@ class ClipStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
         worker_id = worker.id if worker is not None else 0
-        rows = self._rows()  # a generator: shards are opened (and damage found) at the first row
+        rows = self._rows()  # a generator: pages are read (and damage in them found) from the first row on
         while True:
             try:
                 row = next(rows)
