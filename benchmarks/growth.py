@@ -3,7 +3,7 @@
 Both runs use the default recipe and the same number of steps (`--max_steps`, default 200): the baseline trains
 the default backbone (192 wide, 6 blocks, 3 heads of 64, MLP 768) from step 0; the grown run starts half as deep
 and narrow (96 wide, 3 blocks, 3 heads of 32, MLP 384) and grows into it at `--grow_at` (default half-way) with
-`--growth_schedule`. Reported: wall-clock and FLOPs (a training step's forward and backward counted by
+`--growth_schedule` (`--small` / `--target` set other shapes, as JSON shape fields). Reported: wall-clock and FLOPs (a training step's forward and backward counted by
 `torch.utils.flop_counter`, teacher included, times the steps) for the grown run to reach the baseline's final
 SSL loss after its growth (both curves averaged over `--window` steps), and the linear-probe / k-NN scores of both final
 teachers (mean over held-out splits, `vidrop.evaluation`). Goal: at most 0.75x the compute, probe no worse than
@@ -11,6 +11,9 @@ teachers (mean over held-out splits, `vidrop.evaluation`). Goal: at most 0.75x t
 
     python benchmarks/growth.py
     python benchmarks/growth.py --max_steps 400 --grow_at 100
+    python benchmarks/growth.py --max_steps 400 --grow_at 1 --grown_args "--growth_noise 0.1" \
+        --small '{"hidden_size": 96, "num_hidden_layers": 6, "num_attention_heads": 3, "intermediate_size": 384}' \
+        --target '{"hidden_size": 192, "num_hidden_layers": 6, "num_attention_heads": 6, "intermediate_size": 768}'
 """
 
 import argparse
@@ -80,20 +83,23 @@ def main():
     parser.add_argument("--seeds", type=int, default=3, help="probe split seeds")
     parser.add_argument("--grown_args", default="", help="extra launchers/pretrain.py options of the grown run, "
                         "e.g. '--growth_noise 0.5 --growth_warmup_steps 30'")
+    parser.add_argument("--small", type=json.loads, default=HALF, help="shape fields of the grown run's start (JSON)")
+    parser.add_argument("--target", type=json.loads, default=TARGET, help="shape fields of both runs' end (JSON)")
     args = parser.parse_args()
     grow_at = args.grow_at or args.max_steps // 2
     workdir = Path(tempfile.mkdtemp())
-    (workdir / "half.json").write_text(json.dumps(HALF))
-    (workdir / "target.json").write_text(json.dumps(TARGET))
-    runs = {"scratch": [], "grown": ["--growth_schedule", f"{workdir / 'half.json'}:0,{workdir / 'target.json'}:{grow_at}",
-                                     *shlex.split(args.grown_args)]}
+    small, target = workdir / "small.json", workdir / "target.json"
+    small.write_text(json.dumps(args.small))
+    target.write_text(json.dumps(args.target))
+    runs = {"scratch": ["--growth_schedule", f"{target}:0"],
+            "grown": ["--growth_schedule", f"{small}:0,{target}:{grow_at}", *shlex.split(args.grown_args)]}
     for name, extra in runs.items():
         command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--output_dir", workdir / name, "--max_steps",
                                     args.max_steps, "--save_steps", args.max_steps, *extra)
         subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dataset = str(workdir / "outputs" / "data" / "synthetic")
     micro_batch = json.loads((workdir / "scratch" / "summary.json").read_text())["arguments"]["train"]["micro_batch_size"]
-    flops_target, flops_half = step_flops(TARGET, micro_batch), step_flops(HALF, micro_batch)
+    flops_target, flops_small = step_flops(args.target, micro_batch), step_flops(args.small, micro_batch)
     scratch = smoothed(loss_curve(workdir / "scratch"), args.window)
     grown = smoothed(loss_curve(workdir / "grown"), args.window)
     goal = scratch[-1][2]
@@ -102,12 +108,12 @@ def main():
     reached = next(((s, t) for s, t, v in grown if s > grow_at and v <= goal), None)
 
     def flops_until(step):
-        return sum(flops_half if s <= grow_at else flops_target for s in range(1, step + 1))
+        return sum(flops_small if s <= grow_at else flops_target for s in range(1, step + 1))
 
-    print(f"default recipe, {args.max_steps} steps; grown: {HALF} -> {TARGET} at step {grow_at}; CPU fp32, "
+    print(f"default recipe, {args.max_steps} steps; grown: {args.small} -> {args.target} at step {grow_at}; CPU fp32, "
           f"{torch.get_num_threads()} threads; losses averaged over {args.window} steps")
-    print(f"FLOPs per step: target {flops_target / 1e9:.2f} G, half {flops_half / 1e9:.2f} G "
-          f"({flops_half / flops_target:.2f}x)")
+    print(f"FLOPs per step: target {flops_target / 1e9:.2f} G, small {flops_small / 1e9:.2f} G "
+          f"({flops_small / flops_target:.2f}x)")
     print(f"{'run':<8} {'final loss':>10} {'seconds':>8} {'TFLOPs':>8} {'linear probe %':>14} {'k-NN %':>8}")
     for name, curve in (("scratch", scratch), ("grown", grown)):
         model = VidropModel.from_pretrained(workdir / name / "teacher")

@@ -20,7 +20,11 @@ class ExpandArguments:
     to: str = field(metadata={"help": "a preset (tiny, small, base, large, huge) or a JSON file of VidropConfig "
                                       "fields (hidden_size, num_attention_heads, intermediate_size, num_hidden_layers)"})
     output_dir: str = field(metadata={"help": "where the grown folder is written"})
-    noise: float = field(default=0.0, metadata={"help": "symmetry-breaking noise, relative to each weight's std"})
+    noise: float = field(
+        default=0.0,
+        metadata={"help": "symmetry-breaking noise, relative to each weight's std (0: exact clones, which never "
+                          "separate in training; 1.0 to train on, as pretrain.py's --growth_noise)"},
+    )
     seed: int = field(default=0, metadata={"help": "seed of the noise"})
     placement: str = field(default="interleaved", metadata={"help": f"where new blocks go: {', '.join(DEPTH_PLACEMENTS)}"})
 

@@ -123,7 +123,11 @@ class TrainArguments:
         metadata={"help": "grow the model during the run: 'shape:step,...' with presets or JSON files of shape "
                           "fields, e.g. 'tiny:0,small:2000,base:6000' (the first at step 0)"},
     )
-    growth_noise: float = field(default=0.1, metadata={"help": "symmetry-breaking noise of each growth (relative)"})
+    growth_noise: float = field(
+        default=1.0,
+        metadata={"help": "symmetry-breaking noise of each growth, relative to each weight's std (the function is kept "
+                          "at any value; the clones of a widened model separate faster with more: see BENCHMARKS.md)"},
+    )
     growth_warmup_steps: int = field(default=10, metadata={"help": "learning-rate re-warm steps after a growth"})
     push_to_hub: str | None = field(
         default=None,

@@ -166,7 +166,7 @@ class RunGrowth:
         warmup_steps: after a growth the learning rate ramps from 1/warmup_steps of the schedule's back to it.
     """
 
-    def __init__(self, schedule, base, ds_config, learning_rate, weight_decay, noise=0.1, seed=0, warmup_steps=10):
+    def __init__(self, schedule, base, ds_config, learning_rate, weight_decay, noise=1.0, seed=0, warmup_steps=10):
         self.stages = parse_growth_schedule(schedule)
         self.configs = stage_configs(base, self.stages)
         self.ds_config, self.learning_rate, self.weight_decay = ds_config, learning_rate, weight_decay
