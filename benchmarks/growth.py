@@ -5,9 +5,9 @@ the default backbone (192 wide, 6 blocks, 3 heads of 64, MLP 768) from step 0; t
 and narrow (96 wide, 3 blocks, 3 heads of 32, MLP 384) and grows into it at `--grow_at` (default half-way) with
 `--growth_schedule` (`--small` / `--target` set other shapes, as JSON shape fields). Reported: wall-clock and
 FLOPs (a training step's forward and backward counted by `torch.utils.flop_counter`, teacher included, times
-the steps) for the grown run to reach the baseline's final SSL loss after its growth (both curves averaged over `--window` steps), and the linear-probe / k-NN scores of both final
-teachers (mean over held-out splits, `vidrop.evaluation`). Goal: at most 0.75x the compute, probe no worse than
-1 point lower.
+the steps) for the grown run to reach the baseline's final SSL loss after its growth (both curves averaged
+over `--window` steps), and the linear-probe / k-NN scores of both final teachers (mean over held-out splits,
+`vidrop.evaluation`). Goal: at most 0.75x the compute, probe no worse than 1 point lower.
 
     python benchmarks/growth.py
     python benchmarks/growth.py --max_steps 400 --grow_at 100
