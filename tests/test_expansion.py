@@ -21,6 +21,7 @@ TARGETS = {
     "width-x2": dict(hidden_size=96),  # 6 heads of 16: channels tiled
     "width-4/3": dict(hidden_size=64, num_attention_heads=4),  # orthogonal map, LayerNorms folded
     "head-dim": dict(hidden_size=96, num_attention_heads=3),  # 3 heads of 32
+    "head-dim-5/4": dict(hidden_size=60, num_attention_heads=3),  # 3 heads of 20: some channels cloned, some not
     "all": dict(hidden_size=80, num_attention_heads=5, intermediate_size=150, num_hidden_layers=3),
     "all-x2": dict(hidden_size=96, intermediate_size=150, num_hidden_layers=3),
 }
@@ -61,7 +62,7 @@ def _grown_model(grown):
 def test_each_operator_preserves_the_function(tiny_config, target, position_embedding_type):
     config = tiny_config(position_embedding_type=position_embedding_type)
     small = _perturbed(VidropModel(config))
-    if position_embedding_type == "rope_3d" and target == "head-dim":
+    if position_embedding_type == "rope_3d" and target.startswith("head-dim"):
         with pytest.raises(ValueError, match="rope_3d turns 16-channel heads"):
             grow_model(config, small.state_dict(), TARGETS[target])
         return

@@ -13,8 +13,8 @@ How function is preserved:
   `mlp.fc2`) zeroed, so it adds nothing to the residual stream until training moves them;
 * MLP width, heads: new units clone existing ones and the consumer's columns of a unit and its clones share the
   original column (divided, plus noise that sums to zero), so the output is unchanged; the head dimension grows
-  with zero query rows (keys and values padded with noise, output columns zero) and queries scaled by
-  `sqrt(d'/d)` for the softmax scale;
+  the same way: key and value channels are cloned, the queries of a channel's copies share its query (their
+  query-key products sum to the original's) and are scaled by `sqrt(d'/d)` for the softmax scale;
 * hidden width D -> D' with LayerNorms: zero padding changes every LayerNorm's mean and variance, so the residual
   stream is mapped by `M` (D' x D) with `M 1 = 1`, `1^T M = (D'/D) 1^T` and `M^T M = (D'/D) I`; then
   `LayerNorm0(M x) = M LayerNorm0(x)` exactly. For integer factors `M` tiles the channels (the LayerNorms' scale
@@ -22,8 +22,8 @@ How function is preserved:
   (a Householder reflection taking the ones vector along) and the LayerNorms' scale and shift are folded into the
   layers that read them, leaving the norms at 1 and 0.
 
-With `noise > 0`, cloned units get opposite perturbations in their consumers' columns (and the padded key/value
-rows noise): the forward pass is unchanged and the clones diverge once trained. With `noise = 0` exact clones
+With `noise > 0`, cloned units get opposite perturbations in their consumers' columns (and cloned head channels
+in their shared queries): the forward pass is unchanged and the clones diverge once trained. With `noise = 0` exact clones
 receive equal gradients and never diverge. A seeded generator makes the student and the teacher grow with the
 same draws.
 """
@@ -177,25 +177,30 @@ def residual_map(old, new):
 
 def _grow_heads(state, prefix, heads, head_dim, new_heads, new_head_dim, role, noise, generator):
     """Reorganise one block's attention from `heads x head_dim` to `new_heads x new_head_dim` channels (its inner
-    width grows; the residual width is grown afterwards)."""
-    pad = new_head_dim - head_dim
+    width grows; the residual width is grown afterwards).
+
+    A head's new channels clone its channels: keys and values are copied, the queries of a channel and of its
+    copies share the original query (so their query-key products sum to the original's), times `sqrt(d'/d)`
+    for the softmax scale, and the output columns of a value and its copies share the original column. New
+    heads clone existing ones. Every new channel is live from the start, and noise in the shared queries and
+    columns separates the copies.
+    """
+    channel_sources = torch.arange(new_head_dim - head_dim) % head_dim
+    head_sources = torch.arange(new_heads - heads) % heads
     query_scale = _scale(role, math.sqrt(new_head_dim / head_dim))
-    sources = torch.arange(new_heads - heads) % heads
     grown = {}
     for name in ("qkv.weight", "qkv.bias"):
         if prefix + name not in state:
             continue
         old = state[prefix + name]
-        tensor = old.reshape(3, heads, head_dim, -1)  # (3, h, d, D) or (3, h, d, 1) for the bias
-        padding = tensor.new_zeros(3, heads, pad, tensor.shape[-1])
-        if role == "weight" and noise > 0 and pad and name == "qkv.weight":  # key and value pads must not be dead
-            padding[1:] = _noise_like(padding[1:], old, noise, generator)
-        tensor = torch.cat([tensor[:1] * query_scale, tensor[1:]])  # the softmax scale becomes 1/sqrt(d')
-        tensor = _clone(torch.cat([tensor, padding], dim=2), sources, 1)  # (3, h', d', D or 1)
+        query, key, value = old.reshape(3, heads, head_dim, -1)  # (h, d, D) each, or (h, d, 1) for the bias
+        query = _share(query, channel_sources, 1, role, noise, generator) * query_scale  # (h, d', D or 1)
+        key, value = (_clone(part, channel_sources, 1) for part in (key, value))
+        tensor = _clone(torch.stack([query, key, value]), head_sources, 1)  # (3, h', d', D or 1)
         grown[prefix + name] = tensor.reshape(3 * new_heads * new_head_dim, *old.shape[1:])
     proj = state[prefix + "proj.weight"].reshape(-1, heads, head_dim)  # (D, h, d)
-    proj = torch.cat([proj, proj.new_zeros(proj.shape[0], heads, pad)], dim=2)  # (D, h, d'): pads read nothing
-    grown[prefix + "proj.weight"] = _share(proj, sources, 1, role, noise, generator).reshape(proj.shape[0], -1)
+    proj = _share(proj, channel_sources, 2, role, noise, generator)  # (D, h, d')
+    grown[prefix + "proj.weight"] = _share(proj, head_sources, 1, role, noise, generator).reshape(proj.shape[0], -1)
     return grown
 
 
