@@ -24,8 +24,8 @@ How function is preserved:
 
 With `noise > 0`, cloned units get opposite perturbations in their consumers' columns (and cloned head channels
 in their shared queries): the forward pass is unchanged and the clones diverge once trained. With `noise = 0`
-exact clones receive equal gradients and never diverge. A seeded generator makes the student and the teacher grow with the
-same draws.
+exact clones receive equal gradients and never diverge. A seeded generator makes the student and the teacher
+grow with the same draws.
 """
 
 import json
