@@ -30,7 +30,9 @@ class EvalArguments:
     eval_fraction: float = field(default=0.5, metadata={"help": "held-out fraction when there is no eval dataset"})
     feature_type: str = field(default="both", metadata={"help": f"features: {', '.join(FEATURE_TYPES)}"})
     num_clips: int = field(
-        default=2, metadata={"help": "clips per video (per stored segment of a long video), evenly spaced; features are averaged"}
+        default=2,
+        metadata={"help": "clips per video (per stored segment of a long video), evenly spaced; features are "
+                          "averaged"},
     )
     num_crops: int = field(default=1, metadata={"help": "square crops per clip: 1 (centre) or 3"})
     frame_stride: int = field(default=2, metadata={"help": "frames between the frames of a clip"})
