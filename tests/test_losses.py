@@ -10,6 +10,7 @@ from vidrop.losses import (
     FeatureRegressionLoss,
     IBOTPatchLoss,
     TeacherCentering,
+    mean_entropy,
     soft_cross_entropy,
     view_pairs,
 )
@@ -22,6 +23,13 @@ def test_soft_cross_entropy_known_values():
     # the temperature divides the logits: logits (0, ln 3) at tau=0.5 are (0, 2 ln 3): p = (0.1, 0.9)
     value = soft_cross_entropy(torch.tensor([[0.0, math.log(3)]]), torch.tensor([[0.5, 0.5]]), 0.5)
     assert value.item() == pytest.approx(-(0.5 * math.log(0.1) + 0.5 * math.log(0.9)), rel=1e-6)
+
+
+def test_mean_entropy_is_log_p_for_uniform_and_zero_for_one_hot_targets():
+    assert mean_entropy(torch.full((3, 8), 1 / 8)).item() == pytest.approx(math.log(8), rel=1e-6)
+    assert mean_entropy(torch.eye(4)).item() == 0.0
+    rows = torch.tensor([[0.5, 0.5, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])  # log 2 and 0
+    assert mean_entropy(rows).item() == pytest.approx(math.log(2) / 2, rel=1e-6)
 
 
 def test_view_pairs_skip_the_same_view():

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -16,7 +18,10 @@ def test_forward_returns_loss_and_metrics_without_backward(tiny_config, ssl_batc
     loss, metrics = model(batch)
     assert loss.ndim == 0 and loss.requires_grad and torch.isfinite(loss)
     assert all(p.grad is None for p in model.parameters())
-    assert set(metrics) == {"loss", "cls_loss", "patch_loss", "kept_tokens_per_clip", "masked_tokens_per_clip"}
+    assert set(metrics) == {
+        "loss", "cls_loss", "patch_loss", "kept_tokens_per_clip", "masked_tokens_per_clip",
+        "teacher_cls_entropy", "teacher_patch_entropy",
+    }
     torch.testing.assert_close(metrics["loss"], metrics["cls_loss"] + metrics["patch_loss"])
     # 2 global views of 16 kept tokens + 2 small crops of 4 (of 8) kept tokens; half of the global kept tokens masked
     assert metrics["kept_tokens_per_clip"].item() == 2 * 16 + 2 * 4
@@ -102,8 +107,22 @@ def test_no_mask_and_no_small_crops(tiny_config, ssl_batch):
     assert "small_pixel_values" not in batch
     loss, metrics = model(batch)
     assert metrics["patch_loss"].item() == 0.0 and metrics["masked_tokens_per_clip"].item() == 0
+    assert "teacher_patch_entropy" not in metrics  # no targets, nothing to watch
     loss.backward()
     assert model.student["backbone"].embeddings.cls_token.grad.abs().sum() > 0
+
+
+def test_teacher_entropy_metrics_watch_the_targets_for_collapse(tiny_config, ssl_batch):
+    config = tiny_config(drop_rate=0.5, mask_ratio=0.5)
+    model = _ssl(config).eval()
+    batch = ssl_batch(config)
+    # a hot teacher gives (nearly) uniform targets: entropy log P, the collapse the metric is there to show
+    _, hot = model(batch, teacher_temperature=1e4)
+    assert hot["teacher_cls_entropy"].item() == pytest.approx(math.log(config.num_prototypes), rel=1e-4)
+    assert hot["teacher_patch_entropy"].item() == pytest.approx(math.log(config.num_patch_prototypes), rel=1e-4)
+    # a cold teacher gives (nearly) one-hot targets
+    _, cold = model(batch, teacher_temperature=1e-5)
+    assert cold["teacher_cls_entropy"].item() < 0.05 and cold["teacher_patch_entropy"].item() < 0.05
 
 
 def test_centers_move_only_in_training(tiny_config, ssl_batch):

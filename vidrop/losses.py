@@ -51,6 +51,15 @@ def soft_cross_entropy(student_logits, teacher_probs, student_temperature):
     return -(teacher_probs * log_probs).sum(dim=-1)
 
 
+def mean_entropy(probs):
+    """Mean entropy in nats of the rows of `(..., P)` probabilities -> scalar.
+
+    For the teacher's targets this watches for collapse: it reaches log P when every target is uniform (the
+    centering wins; the student then learns nothing) and 0 when every target is one-hot.
+    """
+    return -(probs * probs.clamp_min(1e-12).log()).sum(dim=-1).mean()
+
+
 class TeacherCentering(nn.Module):
     """Turns teacher prototype logits into target probabilities, owning the centering state.
 

@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from .heads import DINOHead, FeaturePredictor
-from .losses import DINOClsLoss, FeatureRegressionLoss, IBOTPatchLoss, TeacherCentering, average_over_view_pairs
+from .losses import (
+    DINOClsLoss,
+    FeatureRegressionLoss,
+    IBOTPatchLoss,
+    TeacherCentering,
+    average_over_view_pairs,
+    mean_entropy,
+)
 from .models import VidropConfig, VidropModel
 
 
@@ -148,9 +155,10 @@ class SelfDistillation(nn.Module):
         teacher_cls = _views_first(teacher_cls, batch_size)  # (G, B, D)
         student_targets, teacher_targets = student_tokens[mask], teacher_tokens[mask]  # (M, D) each
         temperature = self.config.teacher_temperature if teacher_temperature is None else teacher_temperature
+        entropies = {}
         if self.config.loss_type == "dino_ibot":
             cls_loss, patch_loss = self._prototype_losses(
-                student_cls, teacher_cls, student_targets, teacher_targets, temperature
+                student_cls, teacher_cls, student_targets, teacher_targets, temperature, entropies
             )
         else:
             cls_loss = average_over_view_pairs(self.student["cls_head"](student_cls), teacher_cls, self.regression_loss)
@@ -164,26 +172,33 @@ class SelfDistillation(nn.Module):
             "patch_loss": patch_loss.detach(),
             "kept_tokens_per_clip": torch.tensor(float(kept_tokens) / batch_size),
             "masked_tokens_per_clip": torch.tensor(student_targets.shape[0] / batch_size),
+            **entropies,
         }
         return loss, metrics
 
-    def _prototype_losses(self, student_cls, teacher_cls, student_targets, teacher_targets, temperature):
-        """DINO CLS loss over view pairs and iBOT loss at the targets; updates the centers when training."""
+    def _prototype_losses(self, student_cls, teacher_cls, student_targets, teacher_targets, temperature, entropies):
+        """DINO CLS loss over view pairs and iBOT loss at the targets; updates the centers when training.
+
+        Puts the mean entropy of the teacher's targets in `entropies` (`teacher_cls_entropy`, and
+        `teacher_patch_entropy` when there are targets): log P means the targets collapsed to uniform.
+        """
         with torch.no_grad():
             teacher_cls_logits = self.teacher["cls_head"](teacher_cls)  # (G, B, P)
             teacher_cls_probs = self.cls_centering(teacher_cls_logits.flatten(0, 1), temperature)
+            entropies["teacher_cls_entropy"] = mean_entropy(teacher_cls_probs)
         cls_loss = self.cls_loss(self.student["cls_head"](student_cls), teacher_cls_probs.view_as(teacher_cls_logits))
         if self.training:
             self.cls_centering.update(teacher_cls_logits.flatten(0, 1))
         return cls_loss, self._patch_or_zero(
-            student_targets, lambda s: self._ibot_loss(s, teacher_targets, temperature)
+            student_targets, lambda s: self._ibot_loss(s, teacher_targets, temperature, entropies)
         )
 
-    def _ibot_loss(self, student_targets, teacher_targets, temperature):
+    def _ibot_loss(self, student_targets, teacher_targets, temperature, entropies):
         """iBOT loss at the `(M, D)` targets; updates the patch center when training."""
         with torch.no_grad():
             teacher_logits = self.teacher["patch_head"](teacher_targets)  # (M, Pp)
             teacher_probs = self.patch_centering(teacher_logits, temperature)
+            entropies["teacher_patch_entropy"] = mean_entropy(teacher_probs)
         loss = self.patch_loss(self.student["patch_head"](student_targets), teacher_probs)
         if self.training:
             self.patch_centering.update(teacher_logits)
