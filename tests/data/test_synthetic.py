@@ -31,7 +31,7 @@ def _motion_features(videos):
     gray = videos.mean(-1)  # (V, T, H, W)
     change = gray[:, 1:] - gray[:, :-1]
     grad_y, grad_x = np.gradient((gray[:, 1:] + gray[:, :-1]) / 2, axis=(2, 3))
-    weight = np.abs(change)  # where something moved: the object
+    weight = np.abs(change)  # its centroid estimates the centre of a rotation or zoom
     ys, xs = np.mgrid[0 : gray.shape[2], 0 : gray.shape[3]]
     cy = (weight * ys).sum((2, 3), keepdims=True) / weight.sum((2, 3), keepdims=True)
     cx = (weight * xs).sum((2, 3), keepdims=True) / weight.sum((2, 3), keepdims=True)
