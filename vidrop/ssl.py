@@ -131,7 +131,8 @@ class SelfDistillation(nn.Module):
         Returns:
             `(loss, metrics)`: the scalar total loss and a dict of detached scalars (`loss`, `cls_loss`,
             `patch_loss`, `kept_tokens_per_clip`: tokens the student encodes per clip over all its views,
-            `masked_tokens_per_clip`: per-patch targets per clip).
+            `masked_tokens_per_clip`: per-patch targets per clip; with the prototype losses also
+            `teacher_cls_entropy` and `teacher_patch_entropy`, see `_prototype_losses`).
         """
         global_views = batch["global_pixel_values"]
         batch_size = global_views.shape[0]
