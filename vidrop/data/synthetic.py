@@ -24,22 +24,38 @@ MOTIONS = ("move_right", "move_left", "move_up", "move_down", "rotate_cw", "rota
 
 
 def _pattern(rng, waves=8):
-    """A random smooth colour pattern over the whole plane: `f(x, y)` -> `(..., 3)` float in [18, 238].
+    """A random smooth colour pattern over the whole plane, as its plane waves: `(kx, ky, phase)`, each `(3, waves)`.
 
     Each colour channel is its own sum of `waves` plane waves of random direction, frequency (wavelengths
-    21-79 pixels) and phase, squashed by `tanh`: a stationary texture with structure in every direction (no
-    aperture problem).
+    21-79 pixels) and phase, squashed by `tanh` (`_view`): a stationary texture with structure in every
+    direction (no aperture problem).
     """
     frequency = rng.uniform(0.08, 0.3, size=(3, waves))  # radians per pixel
     direction = rng.uniform(0, 2 * np.pi, size=(3, waves))
     phase = rng.uniform(0, 2 * np.pi, size=(3, waves))
-    kx, ky = frequency * np.cos(direction), frequency * np.sin(direction)  # (3, waves)
+    return frequency * np.cos(direction), frequency * np.sin(direction), phase
 
-    def colour(x, y):
-        fields = np.sin(x[..., None, None] * kx + y[..., None, None] * ky + phase).sum(-1)  # (..., 3)
-        return 128 + 110 * np.tanh(1.5 * fields / np.sqrt(waves))
 
-    return colour
+def _view(pattern, size, shift, theta, scale, origin):
+    """The `(S, S, 3)` float frame in [18, 238] of the camera at pattern point `origin` `(y, x)`, turned by
+    `theta`, zoomed by `scale` and moved by `shift` `(y, x)` pixels.
+
+    A pixel at offset `(dy, dx)` from the centre, less `shift`, sees the pattern at `origin` plus that offset
+    rotated by `theta` and divided by `scale`. That map is affine, so every wave is a plane wave in pixel
+    coordinates too, `sin(ax * x + ay * y + b)`, and the sum over waves is two small matrix products.
+    """
+    kx, ky, phase = pattern  # (3, W) each
+    cos, sin = np.cos(theta), np.sin(theta)
+    ax = (kx * cos - ky * sin) / scale  # (3, W) radians per pixel along x
+    ay = (kx * sin + ky * cos) / scale
+    b = phase + kx * origin[1] + ky * origin[0] - ax * shift[1] - ay * shift[0]
+    offsets = np.arange(size) - (size - 1) / 2  # (S,) pixel offsets from the centre
+    wave_x, wave_y = ax[..., None] * offsets, ay[..., None] * offsets + b[..., None]  # (3, W, S) each
+    # sin(x + y) = sin x cos y + cos x sin y, summed over the waves
+    fields = np.einsum("cwy,cwx->yxc", np.cos(wave_y), np.sin(wave_x)) + np.einsum(
+        "cwy,cwx->yxc", np.sin(wave_y), np.cos(wave_x)
+    )  # (S, S, 3)
+    return 128 + 110 * np.tanh(1.5 * fields / np.sqrt(kx.shape[1]))
 
 
 def render_motion(motion, rng, num_frames=32, size=64, noise=2.0):
@@ -52,14 +68,13 @@ def render_motion(motion, rng, num_frames=32, size=64, noise=2.0):
     """
     if motion not in MOTIONS:
         raise ValueError(f"motion={motion!r} is not known; allowed: {', '.join(MOTIONS)}")
-    colour = _pattern(rng)
+    pattern = _pattern(rng)
     origin = rng.uniform(-200, 200, size=2)  # (y, x): where in the pattern the camera starts
     angle = rng.uniform(0, 2 * np.pi)
     speed = rng.uniform(0.8, 1.6)  # pixels per frame
     spin = rng.uniform(0.03, 0.06)  # radians per frame
     zoom = rng.uniform(0.02, 0.035)  # log scale per frame
     step = {"move_right": (0, 1), "move_left": (0, -1), "move_up": (-1, 0), "move_down": (1, 0)}
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) - (size - 1) / 2  # pixel offsets from the centre
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     for t in range(num_frames):
         shift, theta, scale = np.zeros(2), angle, 1.0
@@ -70,10 +85,7 @@ def render_motion(motion, rng, num_frames=32, size=64, noise=2.0):
         else:  # log-scale sweeps the same range in both directions, so single-frame scales match
             offset = zoom * (t - (num_frames - 1) / 2)
             scale = np.exp(offset if motion == "zoom_in" else -offset)
-        dy, dx = ys - shift[0], xs - shift[1]
-        u = (np.cos(theta) * dx + np.sin(theta) * dy) / scale + origin[1]  # pattern coordinates of each pixel
-        v = (-np.sin(theta) * dx + np.cos(theta) * dy) / scale + origin[0]
-        frame = colour(u, v) + rng.normal(0, noise, size=(size, size, 3))  # sensor noise
+        frame = _view(pattern, size, shift, theta, scale, origin) + rng.normal(0, noise, size=(size, size, 3))
         frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
     return frames
 
