@@ -1,9 +1,10 @@
 """Growing part-way against training the target size from scratch, on the embedded dataset.
 
-Both runs use the default recipe and the same number of steps (`--max_steps`, default 200): the baseline trains
-the default backbone (192 wide, 6 blocks, 3 heads of 64, MLP 768) from step 0; the grown run starts half as deep
-and narrow (96 wide, 3 blocks, 3 heads of 32, MLP 384) and grows into it at `--grow_at` (default half-way) with
-`--growth_schedule` (`--small` / `--target` set other shapes, as JSON shape fields). Reported: wall-clock and
+Both runs use the default recipe and the same compute budget: the baseline trains the default backbone (192 wide,
+6 blocks, 3 heads of 64, MLP 768) from step 0 for `--max_steps` (default 200); the grown run starts half as deep
+and narrow (96 wide, 3 blocks, 3 heads of 32, MLP 384), grows into it at `--grow_at` (default half of
+`--max_steps`) with `--growth_schedule` (`--small` / `--target` set other shapes, as JSON shape fields), and
+trains until it has spent the baseline's FLOPs (`--grown_steps` sets another length). Reported: wall-clock and
 FLOPs (a training step's forward and backward counted by `torch.utils.flop_counter`, teacher included, times
 the steps) for the grown run to reach the baseline's final SSL loss after its growth (both curves averaged
 over `--window` steps), and the linear-probe / k-NN scores of both final teachers (mean over held-out splits,
@@ -18,6 +19,7 @@ over `--window` steps), and the linear-probe / k-NN scores of both final teacher
 
 import argparse
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -33,7 +35,7 @@ from vidrop import VidropConfig, VidropModel
 from vidrop.data import SSLCollator
 from vidrop.evaluation import vidrop_features
 from vidrop.ssl import SelfDistillation
-from vidrop.training.arguments import DEMO_OVERRIDES, parse_overrides
+from vidrop.training.arguments import DEMO_OVERRIDES, TrainArguments, parse_overrides
 from vidrop.training.launch import deepspeed_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +81,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max_steps", type=int, default=200)
     parser.add_argument("--grow_at", type=int, default=None, help="growth step (default: half-way)")
+    parser.add_argument("--grown_steps", type=int, default=None,
+                        help="length of the grown run (default: as many steps as spend the baseline's FLOPs)")
     parser.add_argument("--window", type=int, default=20, help="steps averaged on the loss curves")
     parser.add_argument("--seeds", type=int, default=3, help="probe split seeds")
     parser.add_argument("--grown_args", default="", help="extra launchers/pretrain.py options of the grown run, "
@@ -87,19 +91,22 @@ def main():
     parser.add_argument("--target", type=json.loads, default=TARGET, help="shape fields of both runs' end (JSON)")
     args = parser.parse_args()
     grow_at = args.grow_at or args.max_steps // 2
+    micro_batch = TrainArguments.micro_batch_size
+    flops_target, flops_small = step_flops(args.target, micro_batch), step_flops(args.small, micro_batch)
+    budget = flops_target * args.max_steps
+    # the grown run's length at the baseline's compute: its small steps are cheaper, so it gets more of them
+    grown_steps = args.grown_steps or grow_at + math.ceil((budget - flops_small * grow_at) / flops_target)
     workdir = Path(tempfile.mkdtemp())
     small, target = workdir / "small.json", workdir / "target.json"
     small.write_text(json.dumps(args.small))
     target.write_text(json.dumps(args.target))
-    runs = {"scratch": ["--growth_schedule", f"{target}:0"],
-            "grown": ["--growth_schedule", f"{small}:0,{target}:{grow_at}", *shlex.split(args.grown_args)]}
-    for name, extra in runs.items():
+    runs = {"scratch": (args.max_steps, ["--growth_schedule", f"{target}:0"]),
+            "grown": (grown_steps, ["--growth_schedule", f"{small}:0,{target}:{grow_at}", *shlex.split(args.grown_args)])}
+    for name, (steps, extra) in runs.items():
         command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--output_dir", workdir / name, "--max_steps",
-                                    args.max_steps, "--save_steps", args.max_steps, *extra)
+                                    steps, "--save_steps", steps, "--micro_batch_size", micro_batch, *extra)
         subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dataset = str(workdir / "outputs" / "data" / "synthetic")
-    micro_batch = json.loads((workdir / "scratch" / "summary.json").read_text())["arguments"]["train"]["micro_batch_size"]
-    flops_target, flops_small = step_flops(args.target, micro_batch), step_flops(args.small, micro_batch)
     scratch = smoothed(loss_curve(workdir / "scratch"), args.window)
     grown = smoothed(loss_curve(workdir / "grown"), args.window)
     goal = scratch[-1][2]
@@ -108,28 +115,34 @@ def main():
     reached = next(((s, t) for s, t, v in grown if s > grow_at and v <= goal), None)
 
     def flops_until(step):
-        return sum(flops_small if s <= grow_at else flops_target for s in range(1, step + 1))
+        return flops_small * min(step, grow_at) + flops_target * max(step - grow_at, 0)
 
-    print(f"default recipe, {args.max_steps} steps; grown: {args.small} -> {args.target} at step {grow_at}; CPU fp32, "
+    print(f"default recipe; scratch {args.max_steps} steps; grown {grown_steps} steps: {args.small} -> {args.target} "
+          f"at step {grow_at}; CPU fp32, "
           f"{torch.get_num_threads()} threads; losses averaged over {args.window} steps")
     print(f"FLOPs per step: target {flops_target / 1e9:.2f} G, small {flops_small / 1e9:.2f} G "
           f"({flops_small / flops_target:.2f}x)")
     print(f"{'run':<8} {'final loss':>10} {'seconds':>8} {'TFLOPs':>8} {'linear probe %':>14} {'k-NN %':>8}")
+    top1 = {}
     for name, curve in (("scratch", scratch), ("grown", grown)):
         model = VidropModel.from_pretrained(workdir / name / "teacher")
-        top1, knn = probe(lambda d, a, m=model: vidrop_features(m, d, a), dataset, args.seeds, "both")
-        flops = flops_until(args.max_steps) if name == "grown" else flops_target * args.max_steps
-        print(f"{name:<8} {curve[-1][2]:>10.4f} {curve[-1][1]:>8.1f} {flops / 1e12:>8.2f} {top1:>14.1f} {knn:>8.1f}")
+        top1[name], knn = probe(lambda d, a, m=model: vidrop_features(m, d, a), dataset, args.seeds, "both")
+        flops = flops_until(grown_steps) if name == "grown" else budget
+        print(f"{name:<8} {curve[-1][2]:>10.4f} {curve[-1][1]:>8.1f} {flops / 1e12:>8.2f} {top1[name]:>14.1f} {knn:>8.1f}")
     if reached is None:
         print(f"the grown run did not reach the baseline's final loss {goal:.4f} after its growth, within "
-              f"{args.max_steps} steps ({flops_until(args.max_steps) / (flops_target * args.max_steps):.2f}x the "
-              f"baseline's compute, {grown[-1][1] / scratch[-1][1]:.2f}x its time)")
+              f"{grown_steps} steps ({flops_until(grown_steps) / budget:.2f}x the baseline's compute, "
+              f"{grown[-1][1] / scratch[-1][1]:.2f}x its time)")
     else:
         step, seconds = reached
         print(f"the grown run reached the baseline's final loss {goal:.4f} at step {step}: {seconds:.1f} s "
               f"({seconds / scratch[-1][1]:.2f}x the baseline's time), {flops_until(step) / 1e12:.2f} TFLOPs "
-              f"({flops_until(step) / (flops_target * args.max_steps):.2f}x its compute)")
-    return 0
+              f"({flops_until(step) / budget:.2f}x its compute)")
+    compute_met = reached is not None and flops_until(reached[0]) <= 0.75 * budget
+    probe_gap = top1["grown"] - top1["scratch"]
+    print(f"compute to reach the baseline's loss <= 0.75x: {'met' if compute_met else 'MISSED'}; "
+          f"probe grown - scratch {probe_gap:+.1f} points (goal >= -1): {'met' if probe_gap >= -1 else 'MISSED'}")
+    return 0 if compute_met and probe_gap >= -1 else 1
 
 
 if __name__ == "__main__":
