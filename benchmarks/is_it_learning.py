@@ -8,8 +8,14 @@ folder, then scores on a held-out half of the embedded dataset (linear probe and
   * the trained teacher fed frame-shuffled clips (the control: the classes are motions, so order matters).
 Goals: trained - random >= 15 points of linear-probe top-1, and trained > shuffled. Exit status 1 if missed.
 
+The embedded dataset holds 12 videos per class, so a held-out half scores 48 videos (one video is 2 points).
+`--probe_videos_per_class N` scores on N more videos per class from the same generator instead (another seed,
+compressed the same way, built once in the work folder; the probe is fitted on one half and scored on the other).
+A work folder that already holds a finished run is scored again without pre-training.
+
     python benchmarks/is_it_learning.py                   # the default recipe as it is
     python benchmarks/is_it_learning.py --pretrain_args "--max_steps 1000 --micro_batch_size 8"
+    python benchmarks/is_it_learning.py --workdir runs/default --probe_videos_per_class 40
 """
 
 import argparse
@@ -22,11 +28,22 @@ from pathlib import Path
 import torch
 
 from vidrop import VidropModel
+from vidrop.data import CompressionOptions, build_dataset, build_synthetic_videos
 from vidrop.evaluation import EvalArguments, evaluate_features, vidrop_features
 from vidrop.training.launch import deepspeed_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def probe_dataset(folder, videos_per_class):
+    """A labelled dataset of `videos_per_class` new videos per class (seed 1; the embedded one is seed 0),
+    compressed as the embedded one is, built once under `folder`."""
+    dataset = folder / f"probe-{videos_per_class}"
+    if not (dataset / "stats.json").exists():
+        videos = folder / f"probe-{videos_per_class}-videos"
+        build_synthetic_videos(videos, videos_per_class=videos_per_class, seed=1)
+        build_dataset(videos, dataset, CompressionOptions(num_clusters=16), num_proc=2)
+    return str(dataset)
 
 
 def main():
@@ -34,6 +51,9 @@ def main():
     parser.add_argument("--pretrain_args", default="", help="extra launchers/pretrain.py options")
     parser.add_argument("--seeds", type=int, default=3, help="probe split seeds (the mean is reported)")
     parser.add_argument("--workdir", default=None, help="where to pre-train (default: a temporary folder)")
+    parser.add_argument("--probe_videos_per_class", type=int, default=0,
+                        help="score on this many new videos per class (default 0: the held-out half of the "
+                             "embedded dataset)")
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp())
     workdir.mkdir(parents=True, exist_ok=True)
@@ -43,6 +63,8 @@ def main():
     if not (output / "summary.json").exists():
         subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dataset = str(workdir / "outputs" / "data" / "synthetic")
+    if args.probe_videos_per_class:
+        dataset = probe_dataset(workdir / "outputs" / "data", args.probe_videos_per_class)
 
     trained = VidropModel.from_pretrained(output / "teacher")
     torch.manual_seed(0)
@@ -58,7 +80,8 @@ def main():
         rows[name] = {k: sum(s[k] for s in scores) / len(scores) for k in ("linear_probe_top1", "knn_top1")}
         rows[name]["videos"] = (scores[0]["num_train_videos"], scores[0]["num_eval_videos"])
     print(f"command: {shlex.join(command)}")
-    print(f"features: {eval_args.feature_type}, mean over {args.seeds} probe split seeds")
+    print(f"features: {eval_args.feature_type}, mean over {args.seeds} probe split seeds; {dataset}: "
+          f"{rows['trained']['videos'][0]} + {rows['trained']['videos'][1]} videos (fitted + scored)")
     print(f"{'encoder':<42} {'linear probe %':>14} {'k-NN %':>8}")
     for name, row in rows.items():
         print(f"{name:<42} {row['linear_probe_top1']:>14.1f} {row['knn_top1']:>8.1f}")
