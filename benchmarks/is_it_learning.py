@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from vidrop import VidropModel
-from vidrop.data import CompressionOptions, build_dataset, build_synthetic_videos
+from vidrop.data import build_embedded_dataset
 from vidrop.evaluation import EvalArguments, evaluate_features, vidrop_features
 from vidrop.training.launch import deepspeed_command
 
@@ -40,9 +40,7 @@ def probe_dataset(folder, videos_per_class):
     compressed as the embedded one is, built once under `folder`."""
     dataset = folder / f"probe-{videos_per_class}"
     if not (dataset / "stats.json").exists():
-        videos = folder / f"probe-{videos_per_class}-videos"
-        build_synthetic_videos(videos, videos_per_class=videos_per_class, seed=1)
-        build_dataset(videos, dataset, CompressionOptions(num_clusters=16), num_proc=2)
+        build_embedded_dataset(dataset, videos_per_class=videos_per_class, seed=1)
     return str(dataset)
 
 

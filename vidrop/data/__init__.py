@@ -4,7 +4,7 @@ from .augment import MultiCrop
 from .collate import SSLCollator
 from .shards import CompressionOptions, build_dataset
 from .streaming import ClipStream, CorruptDataError, load_video_dataset
-from .synthetic import MOTIONS, build_synthetic_videos
+from .synthetic import MOTIONS, build_embedded_dataset, build_synthetic_videos
 
 __all__ = [
     "MOTIONS",
@@ -14,6 +14,7 @@ __all__ = [
     "MultiCrop",
     "SSLCollator",
     "build_dataset",
+    "build_embedded_dataset",
     "build_synthetic_videos",
     "load_video_dataset",
 ]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .shards import CompressionOptions, build_dataset
 from .video import write_video
 
 logger = logging.getLogger(__name__)
@@ -110,3 +111,16 @@ def build_synthetic_videos(root, videos_per_class=12, num_frames=32, size=64, fp
             paths.append(path)
     logger.info("synthetic dataset: %d videos in %s", len(paths), root)
     return paths
+
+
+def build_embedded_dataset(dataset, videos_per_class=12, seed=0, num_proc=2):
+    """Build the embedded dataset as training reads it: `build_synthetic_videos` into `<dataset>-videos`, then
+    compressed with 16 k-means colours into `dataset`. Returns `dataset`.
+
+    `launchers/pretrain.py` builds the default one (12 videos per class, seed 0) when it is absent; benchmarks
+    build more videos of the same generator with other seeds for their probes.
+    """
+    videos = Path(f"{dataset}-videos")
+    build_synthetic_videos(videos, videos_per_class=videos_per_class, seed=seed)
+    build_dataset(videos, dataset, CompressionOptions(num_clusters=16), num_proc=num_proc)
+    return dataset

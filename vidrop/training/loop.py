@@ -18,8 +18,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from tqdm.auto import tqdm
 
 from ..conversion import load_backbone
-from ..data import ClipStream, MultiCrop, SSLCollator, build_dataset, build_synthetic_videos
-from ..data.shards import CompressionOptions
+from ..data import ClipStream, MultiCrop, SSLCollator, build_embedded_dataset
 from ..evaluation import EvalArguments, evaluate, format_table
 from ..hub import HubPushError, push_model
 from ..models import VidropConfig
@@ -57,9 +56,7 @@ def _ensure_dataset(path, rank):
         return
     if rank == 0:
         logger.info("building the embedded synthetic dataset in %s", path)
-        videos = Path(path).parent / "synthetic-videos"
-        build_synthetic_videos(videos)
-        build_dataset(videos, path, CompressionOptions(num_clusters=16), num_proc=2)
+        build_embedded_dataset(path)
     dist.barrier()
 
 
