@@ -4,8 +4,9 @@ On the embedded dataset: a `VideoMAEForPreTraining` with the default recipe's ba
 8 x 64^2 clips) is pre-trained for `--videomae_seconds` (plain PyTorch, as in `peer_videomae.py`) and saved as a
 `transformers` folder. ViDROP then continues from that folder (`pretrain.py --init_from`, converted on the fly,
 a new CLS token) with the default recipe; the baseline is the same recipe and number of steps from random
-weights. Linear probe and k-NN (mean over held-out splits): the VideoMAE encoder before continuing (mean patch
-features; its CLS token is new), after continuing, and the random-initialised run.
+weights. Linear probe and k-NN (mean over held-out splits of the probe set of `benchmarks/is_it_learning.py`):
+the VideoMAE encoder before continuing (mean patch features; its CLS token is new), after continuing, and the
+random-initialised run.
 
     python benchmarks/continue_from_videomae.py
     python benchmarks/continue_from_videomae.py --videomae_seconds 300 --pretrain_args "--max_steps 400"
@@ -18,7 +19,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from peer_videomae import probe, train_videomae, train_vidrop
+from peer_videomae import train_videomae, train_vidrop
+from probing import add_probe_arguments, mean_probe, probe_dataset
 
 from vidrop import VidropModel
 from vidrop.conversion import convert
@@ -38,7 +40,7 @@ def main():
     parser.add_argument("--pretrain_args", default="", help="extra launchers/pretrain.py options for both ViDROP runs")
     parser.add_argument("--videomae_seconds", type=float, default=120.0, help="VideoMAE pre-training budget")
     parser.add_argument("--videomae_learning_rate", type=float, default=5e-4)
-    parser.add_argument("--seeds", type=int, default=3, help="probe split seeds")
+    add_probe_arguments(parser)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp())
 
@@ -58,7 +60,8 @@ def main():
           f"{args.videomae_learning_rate:g}, 90% tube masking, micro batch {batch_size}), saved as VideoMAEModel")
     print(f"ViDROP from scratch: {command}")
     print(f"ViDROP continued: the same with --init_from the VideoMAE folder and --config_overrides {ssl_overrides()}")
-    print(f"probes: mean over {args.seeds} held-out splits of the embedded dataset (chance 12.5%); "
+    probe_set = probe_dataset(workdir / "outputs" / "data", args.probe_videos_per_class)
+    print(f"probes: mean over {args.seeds} held-out splits of {probe_set} (chance 12.5%); "
           f"{torch.get_num_threads()} threads")
     print(f"{'model':<44} {'features':<10} {'linear probe %':>14} {'k-NN %':>8}")
     before = convert(workdir / "videomae")[0]
@@ -68,8 +71,8 @@ def main():
         model = VidropModel.from_pretrained(folder)
         rows += [(f"{label}, {step} steps", model, "mean_patch"), (f"{label}, {step} steps", model, "both")]
     for label, model, feature_type in rows:
-        top1, knn = probe(lambda d, a, m=model: vidrop_features(m, d, a), dataset, args.seeds, feature_type)
-        print(f"{label:<44} {feature_type:<10} {top1:>14.1f} {knn:>8.1f}")
+        scores = mean_probe(lambda d, a, m=model: vidrop_features(m, d, a), probe_set, args.seeds, feature_type)
+        print(f"{label:<44} {feature_type:<10} {scores['linear_probe_top1']:>14.1f} {scores['knn_top1']:>8.1f}")
     print(f"(work folder {workdir}; pretrain args {shlex.quote(args.pretrain_args)})")
     return 0
 

@@ -7,8 +7,8 @@ and narrow (96 wide, 3 blocks, 3 heads of 32, MLP 384), grows into it at `--grow
 trains until it has spent the baseline's FLOPs (`--grown_steps` sets another length). Reported: wall-clock and
 FLOPs (a training step's forward and backward counted by `torch.utils.flop_counter`, teacher included, times
 the steps) for the grown run to reach the baseline's final SSL loss after its growth (both curves averaged
-over `--window` steps), and the linear-probe / k-NN scores of both final teachers (mean over held-out splits,
-`vidrop.evaluation`). Goal: at most 0.75x the compute, probe no worse than 1 point lower.
+over `--window` steps), and the linear-probe / k-NN scores of both final teachers (mean over held-out splits of
+the probe set of `benchmarks/is_it_learning.py`, `vidrop.evaluation`). Goal: at most 0.75x the compute, probe no worse than 1 point lower.
 
     python benchmarks/growth.py
     python benchmarks/growth.py --max_steps 400 --grow_at 100
@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from peer_videomae import probe
+from probing import add_probe_arguments, mean_probe, probe_dataset
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -84,11 +84,11 @@ def main():
     parser.add_argument("--grown_steps", type=int, default=None,
                         help="length of the grown run (default: as many steps as spend the baseline's FLOPs)")
     parser.add_argument("--window", type=int, default=20, help="steps averaged on the loss curves")
-    parser.add_argument("--seeds", type=int, default=3, help="probe split seeds")
     parser.add_argument("--grown_args", default="", help="extra launchers/pretrain.py options of the grown run, "
                         "e.g. '--growth_noise 0.5 --growth_warmup_steps 30'")
     parser.add_argument("--small", type=json.loads, default=HALF, help="shape fields of the grown run's start (JSON)")
     parser.add_argument("--target", type=json.loads, default=TARGET, help="shape fields of both runs' end (JSON)")
+    add_probe_arguments(parser)
     args = parser.parse_args()
     grow_at = args.grow_at or args.max_steps // 2
     micro_batch = TrainArguments.micro_batch_size
@@ -106,7 +106,7 @@ def main():
         command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--output_dir", workdir / name, "--max_steps",
                                     steps, "--save_steps", steps, "--micro_batch_size", micro_batch, *extra)
         subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    dataset = str(workdir / "outputs" / "data" / "synthetic")
+    probe_set = probe_dataset(workdir / "outputs" / "data", args.probe_videos_per_class)
     scratch = smoothed(loss_curve(workdir / "scratch"), args.window)
     grown = smoothed(loss_curve(workdir / "grown"), args.window)
     goal = scratch[-1][2]
@@ -126,7 +126,8 @@ def main():
     top1 = {}
     for name, curve in (("scratch", scratch), ("grown", grown)):
         model = VidropModel.from_pretrained(workdir / name / "teacher")
-        top1[name], knn = probe(lambda d, a, m=model: vidrop_features(m, d, a), dataset, args.seeds, "both")
+        scores = mean_probe(lambda d, a, m=model: vidrop_features(m, d, a), probe_set, args.seeds)
+        top1[name], knn = scores["linear_probe_top1"], scores["knn_top1"]
         flops = flops_until(grown_steps) if name == "grown" else budget
         print(f"{name:<8} {curve[-1][2]:>10.4f} {curve[-1][1]:>8.1f} {flops / 1e12:>8.2f} {top1[name]:>14.1f} {knn:>8.1f}")
     if reached is None:

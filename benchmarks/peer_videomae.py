@@ -6,7 +6,9 @@ checkpointing at four points; VideoMAE (the baseline: its decoder, 90% tube mask
 AdamW) trains in plain PyTorch on the same clip stream for the same number of seconds, its encoder
 snapshotted at the same times. Every snapshot is probed afterwards (linear probe and k-NN on a held-out half,
 `vidrop.evaluation`; probing time is not training time): ViDROP with its CLS and mean patch features, VideoMAE
-with mean patch features (it has no CLS token).
+with mean patch features (it has no CLS token); each also with its random initial weights, the floor that
+learning has to clear. The probe set is that of `benchmarks/is_it_learning.py` (`--probe_videos_per_class`, default
+40 new videos per class of the embedded generator).
 
     python benchmarks/peer_videomae.py
     python benchmarks/peer_videomae.py --pretrain_args "--max_steps 800 --save_steps 200"
@@ -23,19 +25,19 @@ import time
 from pathlib import Path
 
 import torch
+from probing import add_probe_arguments, mean_probe, probe_dataset
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import VideoMAEConfig, VideoMAEForPreTraining
 
 from vidrop import VidropModel
 from vidrop.data import ClipStream, MultiCrop
-from vidrop.evaluation import EvalArguments, evaluate_features, extract_features, vidrop_features
+from vidrop.evaluation import extract_features, vidrop_features
 from vidrop.tokens import make_keep_indices
 from vidrop.training.export import export_from_checkpoint
 from vidrop.training.launch import deepspeed_command
 
 ROOT = Path(__file__).resolve().parents[1]
-
 
 
 def train_vidrop(workdir, pretrain_args, name="vidrop"):
@@ -105,28 +107,26 @@ def train_videomae(config, dataset, seconds, snapshot_times, batch_size, learnin
     return snapshots
 
 
-def probe(features_of, dataset, seeds, feature_type):
-    """Mean linear-probe and k-NN top-1 over `seeds` held-out splits."""
-    scores = []
-    for seed in range(seeds):
-        args = EvalArguments(model="-", train_dataset=dataset, seed=seed, feature_type=feature_type, device="cpu")
-        scores.append(evaluate_features(lambda d, a=args: features_of(d, a), args))
-    return (sum(s["linear_probe_top1"] for s in scores) / seeds, sum(s["knn_top1"] for s in scores) / seeds)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pretrain_args", default="", help="extra launchers/pretrain.py options for ViDROP")
-    parser.add_argument("--seeds", type=int, default=3, help="probe split seeds")
     parser.add_argument("--videomae_learning_rate", type=float, default=5e-4)
+    parser.add_argument("--workdir", default=None, help="where to pre-train (default: a temporary folder)")
+    add_probe_arguments(parser)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp())
+    workdir = Path(args.workdir or tempfile.mkdtemp())
+    workdir.mkdir(parents=True, exist_ok=True)
     points, summary, command = train_vidrop(workdir, args.pretrain_args)
     dataset = str(workdir / "outputs" / "data" / "synthetic")
+    probe_set = probe_dataset(workdir / "outputs" / "data", args.probe_videos_per_class)
     config = VidropModel.from_pretrained(points[-1][2]).config
+    torch.manual_seed(0)
+    points.insert(0, (0.0, 0, VidropModel(config)))
     budget = points[-1][0]
-    mae = train_videomae(config, dataset, budget, [p[0] for p in points], summary["arguments"]["train"]["micro_batch_size"],
+    mae = train_videomae(config, dataset, budget, [p[0] for p in points if p[1]], summary["arguments"]["train"]["micro_batch_size"],
                          args.videomae_learning_rate, seed=0)
+    torch.manual_seed(0)  # train_videomae's initial weights (seed 0)
+    mae.insert(0, (0.0, 0, videomae_model(config).videomae.eval()))
 
     def mae_features(encoder):
         return lambda d, a: extract_features(
@@ -136,18 +136,21 @@ def main():
     print(f"ViDROP: {command}")
     print(f"VideoMAEForPreTraining: same backbone, 4-block decoder, 90% tube masking, AdamW lr "
           f"{args.videomae_learning_rate:g}, same micro batch and clip stream, plain PyTorch, CPU fp32")
-    print(f"probes: mean over {args.seeds} held-out splits of the embedded dataset; {torch.get_num_threads()} threads")
+    print(f"probes: mean over {args.seeds} held-out splits of {probe_set}; {torch.get_num_threads()} threads; "
+          "step 0: random weights")
     print(f"{'model':<10} {'seconds':>8} {'step':>6} {'linear probe %':>14} {'k-NN %':>8}")
     vidrop_curve = []
-    for seconds, step, folder in points:
-        model = VidropModel.from_pretrained(folder)
-        top1, knn = probe(lambda d, a, m=model: vidrop_features(m, d, a), dataset, args.seeds, "both")
-        vidrop_curve.append((seconds, top1))
-        print(f"{'ViDROP':<10} {seconds:>8.1f} {step:>6} {top1:>14.1f} {knn:>8.1f}")
-    mae_final = None
+    for seconds, step, model in points:
+        model = model if step == 0 else VidropModel.from_pretrained(model)
+        scores = mean_probe(lambda d, a, m=model: vidrop_features(m, d, a), probe_set, args.seeds)
+        top1 = scores["linear_probe_top1"]
+        if step:
+            vidrop_curve.append((seconds, top1))
+        print(f"{'ViDROP':<10} {seconds:>8.1f} {step:>6} {top1:>14.1f} {scores['knn_top1']:>8.1f}")
     for seconds, step, encoder in mae:
-        mae_final, knn = probe(mae_features(encoder), dataset, args.seeds, "mean_patch")
-        print(f"{'VideoMAE':<10} {seconds:>8.1f} {step:>6} {mae_final:>14.1f} {knn:>8.1f}")
+        scores = mean_probe(mae_features(encoder), probe_set, args.seeds, "mean_patch")
+        mae_final = scores["linear_probe_top1"]
+        print(f"{'VideoMAE':<10} {seconds:>8.1f} {step:>6} {mae_final:>14.1f} {scores['knn_top1']:>8.1f}")
     reached = next((seconds for seconds, top1 in vidrop_curve if top1 >= mae_final), None)
     print("ViDROP reaches VideoMAE's final linear-probe accuracy after "
           + (f"{reached:.1f} s ({reached / budget:.2f} of VideoMAE's time)" if reached is not None else "- (not reached)"))
