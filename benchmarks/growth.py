@@ -1,17 +1,19 @@
 """Growing part-way against training the target size from scratch, on the embedded dataset.
 
-Both runs use the default recipe and the same compute budget: the baseline trains the default backbone (192 wide,
-6 blocks, 3 heads of 64, MLP 768) from step 0 for `--max_steps` (default 200); the grown run starts half as deep
-and narrow (96 wide, 3 blocks, 3 heads of 32, MLP 384), grows into it at `--grow_at` (default half of
-`--max_steps`) with `--growth_schedule` (`--small` / `--target` set other shapes, as JSON shape fields), and
-trains until it has spent the baseline's FLOPs (`--grown_steps` sets another length). Reported: wall-clock and
-FLOPs (a training step's forward and backward counted by `torch.utils.flop_counter`, teacher included, times
-the steps) for the grown run to reach the baseline's final SSL loss after its growth (both curves averaged
-over `--window` steps), and the linear-probe / k-NN scores of both final teachers (mean over held-out splits of
-the probe set of `benchmarks/is_it_learning.py`, `vidrop.evaluation`). Goal: at most 0.75x the compute, probe no worse than 1 point lower.
+Both runs use the default recipe (`--config_overrides` changes VidropConfig fields of both, on top of the demo's)
+and the same compute budget: the baseline trains the default backbone (192 wide, 6 blocks, 3 heads of 64, MLP 768)
+from step 0 for `--max_steps` (default 200); the grown run starts half as deep and narrow (96 wide, 3 blocks, 3
+heads of 32, MLP 384), grows into it at `--grow_at` (default half of `--max_steps`) with `--growth_schedule`
+(`--small` / `--target` set other shapes, as JSON shape fields), and trains until it has spent the baseline's FLOPs
+(`--grown_steps` sets another length). Reported: wall-clock and FLOPs (a training step's forward and backward
+counted by `torch.utils.flop_counter`, teacher included, times the steps) for the grown run to reach the baseline's
+final SSL loss after its growth (both curves averaged over `--window` steps), and the linear-probe / k-NN scores of
+both final teachers (mean over held-out splits of the probe set of `benchmarks/is_it_learning.py`,
+`vidrop.evaluation`). Goal: at most 0.75x the compute, probe no worse than 1 point lower.
 
     python benchmarks/growth.py
     python benchmarks/growth.py --max_steps 400 --grow_at 100
+    python benchmarks/growth.py --config_overrides head_bottleneck_size=32
     python benchmarks/growth.py --max_steps 400 --grow_at 1 --grown_args "--growth_noise 0.1" \
         --small '{"hidden_size": 96, "num_hidden_layers": 6, "num_attention_heads": 3, "intermediate_size": 384}' \
         --target '{"hidden_size": 192, "num_hidden_layers": 6, "num_attention_heads": 6, "intermediate_size": 768}'
@@ -43,10 +45,10 @@ TARGET = dict(hidden_size=192, num_hidden_layers=6, num_attention_heads=3, inter
 HALF = dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=3, intermediate_size=384)
 
 
-def step_flops(shape, micro_batch_size):
-    """FLOPs of one training step (student and teacher forward, student backward) of the default recipe's
-    objective with the backbone `shape`, on one micro batch."""
-    config = VidropConfig.from_preset("tiny", **{**parse_overrides(DEMO_OVERRIDES), **shape})
+def step_flops(shape, micro_batch_size, overrides):
+    """FLOPs of one training step (student and teacher forward, student backward) of the objective that the
+    `overrides` (`--config_overrides` text) set, with the backbone `shape`, on one micro batch."""
+    config = VidropConfig.from_preset("tiny", **{**parse_overrides(overrides), **shape})
     model = SelfDistillation(config).train()
     generator = torch.Generator().manual_seed(0)
     size, small = config.image_size, config.small_crop_size
@@ -86,13 +88,17 @@ def main():
     parser.add_argument("--window", type=int, default=20, help="steps averaged on the loss curves")
     parser.add_argument("--grown_args", default="", help="extra launchers/pretrain.py options of the grown run, "
                         "e.g. '--growth_noise 0.5 --growth_warmup_steps 30'")
+    parser.add_argument("--config_overrides", default="",
+                        help="VidropConfig fields of both runs on top of the demo's, e.g. 'head_bottleneck_size=32'")
     parser.add_argument("--small", type=json.loads, default=HALF, help="shape fields of the grown run's start (JSON)")
     parser.add_argument("--target", type=json.loads, default=TARGET, help="shape fields of both runs' end (JSON)")
     add_probe_arguments(parser)
     args = parser.parse_args()
     grow_at = args.grow_at or args.max_steps // 2
     micro_batch = TrainArguments.micro_batch_size
-    flops_target, flops_small = step_flops(args.target, micro_batch), step_flops(args.small, micro_batch)
+    overrides = ",".join(filter(None, (DEMO_OVERRIDES, args.config_overrides)))
+    flops_target = step_flops(args.target, micro_batch, overrides)
+    flops_small = step_flops(args.small, micro_batch, overrides)
     budget = flops_target * args.max_steps
     # the grown run's length at the baseline's compute: its small steps are cheaper, so it gets more of them
     grown_steps = args.grown_steps or grow_at + math.ceil((budget - flops_small * grow_at) / flops_target)
@@ -104,7 +110,8 @@ def main():
             "grown": (grown_steps, ["--growth_schedule", f"{small}:0,{target}:{grow_at}", *shlex.split(args.grown_args)])}
     for name, (steps, extra) in runs.items():
         command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--output_dir", workdir / name, "--max_steps",
-                                    steps, "--save_steps", steps, "--micro_batch_size", micro_batch, *extra)
+                                    steps, "--save_steps", steps, "--micro_batch_size", micro_batch,
+                                    "--config_overrides", overrides, *extra)
         subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     probe_set = probe_dataset(workdir / "outputs" / "data", args.probe_videos_per_class)
     scratch = smoothed(loss_curve(workdir / "scratch"), args.window)
@@ -117,7 +124,8 @@ def main():
     def flops_until(step):
         return flops_small * min(step, grow_at) + flops_target * max(step - grow_at, 0)
 
-    print(f"default recipe; scratch {args.max_steps} steps; grown {grown_steps} steps: {args.small} -> {args.target} "
+    recipe = f"default recipe with {args.config_overrides}" if args.config_overrides else "default recipe"
+    print(f"{recipe}; scratch {args.max_steps} steps; grown {grown_steps} steps: {args.small} -> {args.target} "
           f"at step {grow_at}; CPU fp32, "
           f"{torch.get_num_threads()} threads; losses averaged over {args.window} steps")
     print(f"FLOPs per step: target {flops_target / 1e9:.2f} G, small {flops_small / 1e9:.2f} G "
