@@ -9,6 +9,7 @@ from vidrop.evaluation import EvalArguments, evaluate_features
 
 
 def add_probe_arguments(parser):
+    """`--seeds` and `--probe_videos_per_class`, the options of `mean_probe` and `probe_dataset`."""
     parser.add_argument("--seeds", type=int, default=3, help="probe split seeds (the mean is reported)")
     parser.add_argument("--probe_videos_per_class", type=int, default=40,
                         help="score on this many new videos per class of the embedded generator, built once in "
