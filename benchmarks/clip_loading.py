@@ -24,7 +24,7 @@ from vidrop.data.streaming import clip_frame_indices, stream_rows
 def pyav_clip(path, frames):
     """Random access as a VideoMAE-style loader does it: seek to the keyframe before the first frame, decode
     forward, keep the clip's frames as RGB -> `(T, H, W, 3)` uint8."""
-    wanted = set(int(f) for f in frames)
+    wanted = {int(f) for f in frames}
     out = {}
     with av.open(str(path)) as container:
         stream = container.streams.video[0]

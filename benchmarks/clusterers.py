@@ -12,8 +12,14 @@ import numpy as np
 from timing import add_common_arguments, setup
 from videos import add_video_arguments, benchmark_videos
 
-from vidrop.compression import CLUSTERERS, encode_indices, fit_palette, nearest_palette_indices, palette_lookup
-from vidrop.compression import psnr_db
+from vidrop.compression import (
+    CLUSTERERS,
+    encode_indices,
+    fit_palette,
+    nearest_palette_indices,
+    palette_lookup,
+    psnr_db,
+)
 from vidrop.data.video import read_video
 
 

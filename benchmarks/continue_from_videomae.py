@@ -67,7 +67,7 @@ def main():
     before = convert(workdir / "videomae")[0]
     rows = [("VideoMAE, before continuing", before, "mean_patch")]
     for label, points in (("ViDROP continued from VideoMAE", continued), ("ViDROP from random (baseline)", scratch)):
-        seconds, step, folder = points[-1]
+        _, step, folder = points[-1]
         model = VidropModel.from_pretrained(folder)
         rows += [(f"{label}, {step} steps", model, "mean_patch"), (f"{label}, {step} steps", model, "both")]
     for label, model, feature_type in rows:

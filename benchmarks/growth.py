@@ -41,8 +41,8 @@ from vidrop.training.arguments import DEMO_OVERRIDES, TrainArguments, parse_over
 from vidrop.training.launch import deepspeed_command
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = dict(hidden_size=192, num_hidden_layers=6, num_attention_heads=3, intermediate_size=768)
-HALF = dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=3, intermediate_size=384)
+TARGET = {"hidden_size": 192, "num_hidden_layers": 6, "num_attention_heads": 3, "intermediate_size": 768}
+HALF = {"hidden_size": 96, "num_hidden_layers": 3, "num_attention_heads": 3, "intermediate_size": 384}
 
 
 def step_flops(shape, micro_batch_size, overrides):

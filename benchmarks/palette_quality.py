@@ -14,7 +14,12 @@ from PIL import Image
 from timing import add_common_arguments, setup
 from videos import add_video_arguments, benchmark_videos
 
-from vidrop.compression import fit_palette, nearest_palette_indices, palette_lookup, psnr_db
+from vidrop.compression import (
+    fit_palette,
+    nearest_palette_indices,
+    palette_lookup,
+    psnr_db,
+)
 from vidrop.data.video import read_video
 
 

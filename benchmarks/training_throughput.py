@@ -26,7 +26,9 @@ from vidrop.training.arguments import DEMO_OVERRIDES, parse_overrides
 from vidrop.training.launch import deepspeed_command
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE_HEADS = dict(num_prototypes=65536, num_patch_prototypes=8192, head_hidden_size=2048, head_bottleneck_size=256)
+RECIPE_HEADS = {
+    "num_prototypes": 65536, "num_patch_prototypes": 8192, "head_hidden_size": 2048, "head_bottleneck_size": 256,
+}
 
 
 
