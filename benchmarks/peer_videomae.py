@@ -120,18 +120,24 @@ def main():
     dataset = str(workdir / "outputs" / "data" / "synthetic")
     probe_set = probe_dataset(workdir / "outputs" / "data", args.probe_videos_per_class)
     config = VidropModel.from_pretrained(points[-1][2]).config
-    torch.manual_seed(0)
-    points.insert(0, (0.0, 0, VidropModel(config)))
     budget = points[-1][0]
-    mae = train_videomae(config, dataset, budget, [p[0] for p in points if p[1]], summary["arguments"]["train"]["micro_batch_size"],
-                         args.videomae_learning_rate, seed=0)
-    torch.manual_seed(0)  # train_videomae's initial weights (seed 0)
-    mae.insert(0, (0.0, 0, videomae_model(config).videomae.eval()))
+    seed = 0
+    mae = train_videomae(config, dataset, budget, [p[0] for p in points], summary["arguments"]["train"]["micro_batch_size"],
+                         args.videomae_learning_rate, seed=seed)
 
     def mae_features(encoder):
         return lambda d, a: extract_features(
             lambda x: encoder(x).last_hidden_state, d, config.num_frames, config.image_size, has_cls_token=False,
             feature_type="mean_patch", frame_stride=a.frame_stride, num_clips=a.num_clips)
+
+    def probe_row(name, seconds, step, features_of, feature_type):
+        """Probe one snapshot, print its row, return its linear-probe top-1."""
+        scores = mean_probe(features_of, probe_set, args.seeds, feature_type)
+        print(f"{name:<10} {seconds:>8.1f} {step:>6} {scores['linear_probe_top1']:>14.1f} {scores['knn_top1']:>8.1f}")
+        return scores["linear_probe_top1"]
+
+    def vidrop_of(model):
+        return lambda d, a: vidrop_features(model, d, a)
 
     print(f"ViDROP: {command}")
     print(f"VideoMAEForPreTraining: same backbone, 4-block decoder, 90% tube masking, AdamW lr "
@@ -139,18 +145,14 @@ def main():
     print(f"probes: mean over {args.seeds} held-out splits of {probe_set}; {torch.get_num_threads()} threads; "
           "step 0: random weights")
     print(f"{'model':<10} {'seconds':>8} {'step':>6} {'linear probe %':>14} {'k-NN %':>8}")
-    vidrop_curve = []
-    for seconds, step, model in points:
-        model = model if step == 0 else VidropModel.from_pretrained(model)
-        scores = mean_probe(lambda d, a, m=model: vidrop_features(m, d, a), probe_set, args.seeds)
-        top1 = scores["linear_probe_top1"]
-        if step:
-            vidrop_curve.append((seconds, top1))
-        print(f"{'ViDROP':<10} {seconds:>8.1f} {step:>6} {top1:>14.1f} {scores['knn_top1']:>8.1f}")
+    torch.manual_seed(0)
+    probe_row("ViDROP", 0.0, 0, vidrop_of(VidropModel(config)), "both")
+    vidrop_curve = [(seconds, probe_row("ViDROP", seconds, step, vidrop_of(VidropModel.from_pretrained(folder)), "both"))
+                    for seconds, step, folder in points]
+    torch.manual_seed(seed)  # the initial weights of train_videomae's model
+    mae_final = probe_row("VideoMAE", 0.0, 0, mae_features(videomae_model(config).videomae.eval()), "mean_patch")
     for seconds, step, encoder in mae:
-        scores = mean_probe(mae_features(encoder), probe_set, args.seeds, "mean_patch")
-        mae_final = scores["linear_probe_top1"]
-        print(f"{'VideoMAE':<10} {seconds:>8.1f} {step:>6} {mae_final:>14.1f} {scores['knn_top1']:>8.1f}")
+        mae_final = probe_row("VideoMAE", seconds, step, mae_features(encoder), "mean_patch")
     reached = next((seconds for seconds, top1 in vidrop_curve if top1 >= mae_final), None)
     print("ViDROP reaches VideoMAE's final linear-probe accuracy after "
           + (f"{reached:.1f} s ({reached / budget:.2f} of VideoMAE's time)" if reached is not None else "- (not reached)"))

@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-import torch
-
 from vidrop.data import build_embedded_dataset
 from vidrop.evaluation import EvalArguments, evaluate_features
 
@@ -35,7 +33,7 @@ def mean_probe(features_of, dataset, seeds, feature_type="both", shuffle_frames=
     scores = []
     for seed in range(seeds):
         args = EvalArguments(model="-", train_dataset=dataset, seed=seed, feature_type=feature_type,
-                             shuffle_frames=shuffle_frames, device="cuda" if torch.cuda.is_available() else "cpu")
+                             shuffle_frames=shuffle_frames)
         scores.append(evaluate_features(lambda d, a=args: features_of(d, a), args))
     result = {k: sum(s[k] for s in scores) / seeds for k in ("linear_probe_top1", "knn_top1")}
     result["videos"] = (scores[0]["num_train_videos"], scores[0]["num_eval_videos"])
