@@ -26,7 +26,7 @@ def test_separable_features_are_classified_and_random_labels_are_at_chance():
     assert knn_top1(x[train], shuffled[train], x[test], shuffled[test], k=5) < 0.45
 
 
-def test_the_probe_chooses_its_regularisation_on_held_out_train_data():
+def test_the_probe_chooses_its_regularisation_by_cross_validation_on_the_train_split():
     # the class is x0 - x1 (a shared nuisance cancels): a weakly regularised probe finds it, a very strongly
     # regularised one degenerates to comparing class means along x0 (near chance); selection must find C=100
     rng = np.random.default_rng(0)
@@ -65,6 +65,7 @@ def test_the_split_is_stratified_and_seeded():
         (lambda: split_indices(np.array([0, 1] * 4), 1.5, 0), "allowed: (0, 1)"),
         (lambda: knn_top1(np.zeros((4, 2)), np.array([0, 1, 0, 1]), np.zeros((1, 2)), np.array([0]), k=0), "k=0"),
         (lambda: linear_probe(np.zeros((4, 2)), np.zeros(4), np.zeros((2, 2)), np.zeros(2)), "at least 2 classes"),
+        (lambda: linear_probe(np.zeros((3, 2)), np.array([0, 0, 1]), np.zeros((1, 2)), np.zeros(1)), "at least 2 per class"),
     ],
 )
 def test_bad_input_is_a_clear_error(call, message):
