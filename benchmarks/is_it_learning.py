@@ -8,9 +8,10 @@ as `launchers/evaluate.py`):
   * the trained teacher fed frame-shuffled clips (the control: the classes are motions, so order matters).
 Goals: trained - random >= 15 points of linear-probe top-1, and trained > shuffled. Exit status 1 if missed.
 
-The probe set is `--probe_videos_per_class` (default 40) videos per class from the same generator with another
+The probe set is `--probe_videos_per_class` (default 100) videos per class from the same generator with another
 seed, compressed the same way and built once in the work folder; the probe is fitted on one half and scored on
-the other (160 + 160 videos: one video is 0.6 points). `--probe_videos_per_class 0` scores on the held-out half
+the other (400 + 400 videos: one video is 0.25 points; with 40 per class the probe is starved of data and
+both encoders score lower, see BENCHMARKS.md). `--probe_videos_per_class 0` scores on the held-out half
 of the embedded dataset itself (12 videos per class, so 48 scored videos and 2 points each: too coarse to
 resolve the goal). A work folder that already holds a finished run is scored again without pre-training.
 

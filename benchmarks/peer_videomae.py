@@ -8,7 +8,7 @@ snapshotted at the same times. Every snapshot is probed afterwards (linear probe
 `vidrop.evaluation`; probing time is not training time): ViDROP with its CLS and mean patch features, VideoMAE
 with mean patch features (it has no CLS token); each also with its random initial weights, the floor that
 learning has to clear. The probe set is that of `benchmarks/is_it_learning.py` (`--probe_videos_per_class`, default
-40 new videos per class of the embedded generator).
+100 new videos per class of the embedded generator).
 
     python benchmarks/peer_videomae.py
     python benchmarks/peer_videomae.py --pretrain_args "--max_steps 800 --save_steps 200"

@@ -1,5 +1,6 @@
 """Shared probing for the learning benchmarks: the probe set and the mean of a probe over held-out splits."""
 
+from dataclasses import replace
 from pathlib import Path
 
 from vidrop.data import build_embedded_dataset
@@ -9,7 +10,7 @@ from vidrop.evaluation import EvalArguments, evaluate_features
 def add_probe_arguments(parser):
     """`--seeds` and `--probe_videos_per_class`, the options of `mean_probe` and `probe_dataset`."""
     parser.add_argument("--seeds", type=int, default=3, help="probe split seeds (the mean is reported)")
-    parser.add_argument("--probe_videos_per_class", type=int, default=40,
+    parser.add_argument("--probe_videos_per_class", type=int, default=100,
                         help="score on this many new videos per class of the embedded generator, built once in "
                              "the work folder (0: the held-out half of the embedded dataset, 48 videos)")
 
@@ -29,12 +30,13 @@ def probe_dataset(data_folder, videos_per_class):
 
 def mean_probe(features_of, dataset, seeds, feature_type="both", shuffle_frames=False):
     """Linear probe and k-NN of `features_of(dataset, eval_args)`, mean over `seeds` splits of `dataset` (fit on
-    one half, score the other) -> `{"linear_probe_top1", "knn_top1", "videos": (fitted, scored)}`."""
-    scores = []
-    for seed in range(seeds):
-        args = EvalArguments(model="-", train_dataset=dataset, seed=seed, feature_type=feature_type,
-                             shuffle_frames=shuffle_frames)
-        scores.append(evaluate_features(lambda d, a=args: features_of(d, a), args))
+    one half, score the other) -> `{"linear_probe_top1", "knn_top1", "videos": (fitted, scored)}`.
+
+    The features are extracted once (with `shuffle_frames`, the frames are shuffled with seed 0) and split
+    `seeds` ways."""
+    args = EvalArguments(model="-", train_dataset=dataset, feature_type=feature_type, shuffle_frames=shuffle_frames)
+    features = features_of(dataset, args)
+    scores = [evaluate_features(lambda d: features, replace(args, seed=seed)) for seed in range(seeds)]
     result = {k: sum(s[k] for s in scores) / seeds for k in ("linear_probe_top1", "knn_top1")}
     result["videos"] = (scores[0]["num_train_videos"], scores[0]["num_eval_videos"])
     return result
