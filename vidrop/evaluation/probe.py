@@ -50,7 +50,7 @@ def linear_probe(train_x, train_y, test_x, test_y, seed=0, c_grid=PROBE_C_GRID, 
         `{"top1": accuracy on the test split in [0, 1], "C": the chosen C}`.
     """
     _check(train_x, train_y, test_x, test_y)
-    folds = min(folds, int(np.bincount(np.unique(train_y, return_inverse=True)[1]).min()))
+    folds = min(folds, int(np.unique(train_y, return_counts=True)[1].min()))
     if folds < 2:
         raise ValueError("a class has 1 video in the train split; allowed: at least 2 per class to choose the "
                          "probe's regularisation")
