@@ -9,6 +9,7 @@ from vidrop.losses import (
     DINOClsLoss,
     FeatureRegressionLoss,
     IBOTPatchLoss,
+    KoLeoLoss,
     TeacherCentering,
     mean_entropy,
     soft_cross_entropy,
@@ -81,6 +82,30 @@ def test_sinkhorn_knopp_balances_prototypes():
     torch.testing.assert_close(probs.sum(1), torch.ones(64))
     torch.testing.assert_close(probs.sum(0), torch.full((8,), 8.0), rtol=1e-3, atol=1e-3)
     assert torch.softmax(logits / 0.5, -1).sum(0)[0] > 40  # without balancing one prototype takes most mass
+
+
+def test_koleo_is_minus_the_mean_log_distance_to_the_nearest_neighbour_and_spreads_features():
+    koleo = KoLeoLoss()
+    # unit vectors at 0, 90 and 180 degrees: every nearest neighbour is sqrt(2) away (the scale is normalised away)
+    features = torch.tensor([[[1.0, 0.0], [0.0, 3.0], [-2.0, 0.0]]])  # (V=1, B=3, D=2)
+    assert koleo(features).item() == pytest.approx(-math.log(math.sqrt(2.0)), rel=1e-6)
+    # two views are averaged: a second view of two nearly equal clips pulls the mean up
+    close = torch.tensor([[[1.0, 0.0], [1.0, 0.01], [0.0, 1.0]]])
+    both = koleo(torch.cat([features, close]))
+    assert both.item() == pytest.approx((koleo(features).item() + koleo(close).item()) / 2, rel=1e-6)
+    assert koleo(close).item() > koleo(features).item()
+    # descending the loss pushes clustered features apart
+    points = torch.randn(1, 8, 4) * 0.01 + torch.tensor([1.0, 0.0, 0.0, 0.0])
+    points.requires_grad_(True)
+    optimizer = torch.optim.SGD([points], lr=0.1)
+    start = koleo(points).item()
+    for _ in range(50):
+        optimizer.zero_grad()
+        koleo(points).backward()
+        optimizer.step()
+    assert koleo(points).item() < start - 1.0
+    with pytest.raises(ValueError, match="at least 2 clips"):
+        koleo(torch.randn(2, 1, 4))
 
 
 def test_regression_losses_known_values():

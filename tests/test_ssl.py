@@ -19,10 +19,11 @@ def test_forward_returns_loss_and_metrics_without_backward(tiny_config, ssl_batc
     assert loss.ndim == 0 and loss.requires_grad and torch.isfinite(loss)
     assert all(p.grad is None for p in model.parameters())
     assert set(metrics) == {
-        "loss", "cls_loss", "patch_loss", "kept_tokens_per_clip", "masked_tokens_per_clip",
+        "loss", "cls_loss", "patch_loss", "koleo_loss", "kept_tokens_per_clip", "masked_tokens_per_clip",
         "teacher_cls_entropy", "teacher_patch_entropy",
     }
     torch.testing.assert_close(metrics["loss"], metrics["cls_loss"] + metrics["patch_loss"])
+    assert metrics["koleo_loss"].item() == 0.0  # off by default
     # 2 global views of 16 kept tokens + 2 small crops of 4 (of 8) kept tokens; half of the global kept tokens masked
     assert metrics["kept_tokens_per_clip"].item() == 2 * 16 + 2 * 4
     assert metrics["masked_tokens_per_clip"].item() == 2 * 8
@@ -108,6 +109,18 @@ def test_no_mask_and_no_small_crops(tiny_config, ssl_batch):
     loss, metrics = model(batch)
     assert metrics["patch_loss"].item() == 0.0 and metrics["masked_tokens_per_clip"].item() == 0
     assert "teacher_patch_entropy" not in metrics  # no targets, nothing to watch
+    loss.backward()
+    assert model.student["backbone"].embeddings.cls_token.grad.abs().sum() > 0
+
+
+def test_koleo_weight_adds_the_spread_of_the_global_views_cls_features(tiny_config, ssl_batch):
+    config = tiny_config(drop_rate=0.5, mask_ratio=0.5, koleo_loss_weight=0.5)
+    model = _ssl(config)
+    loss, metrics = model(ssl_batch(config))
+    assert metrics["koleo_loss"].item() != 0.0
+    torch.testing.assert_close(
+        metrics["loss"], metrics["cls_loss"] + metrics["patch_loss"] + 0.5 * metrics["koleo_loss"]
+    )
     loss.backward()
     assert model.student["backbone"].embeddings.cls_token.grad.abs().sum() > 0
 

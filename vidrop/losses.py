@@ -145,6 +145,31 @@ class IBOTPatchLoss(nn.Module):
         return soft_cross_entropy(student_logits, teacher_probs, self.student_temperature).mean()
 
 
+class KoLeoLoss(nn.Module):
+    """KoLeo regulariser (DINOv2): `-mean log` of each feature's distance to its nearest neighbour in the batch.
+
+    Features are L2-normalised first, so the loss rewards spreading them over the sphere. It reads the features
+    of one rank's batch, as DINOv2 does.
+    """
+
+    def __init__(self, eps=1e-8):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, features):
+        """`(V, B, D)` features, B >= 2 -> scalar: the mean over the V groups (views) of each group's loss."""
+        if features.shape[1] < 2:
+            raise ValueError(f"KoLeo needs at least 2 clips per rank's batch, got {features.shape[1]}")
+        features = F.normalize(features.float(), dim=-1)  # (V, B, D)
+        with torch.no_grad():
+            similarity = features @ features.transpose(1, 2)  # (V, B, B)
+            similarity.diagonal(dim1=1, dim2=2).fill_(-2.0)  # never one's own neighbour
+            neighbour = similarity.argmax(dim=-1)  # (V, B)
+        nearest = features.gather(1, neighbour[..., None].expand_as(features))  # (V, B, D)
+        distance = (features - nearest).norm(dim=-1)  # (V, B)
+        return -(distance + self.eps).log().mean()
+
+
 class FeatureRegressionLoss(nn.Module):
     """Regression of teacher features: `mse`, `cosine` (1 - cosine similarity) or `smooth_l1`, mean per row."""
 

@@ -17,6 +17,7 @@ from .losses import (
     DINOClsLoss,
     FeatureRegressionLoss,
     IBOTPatchLoss,
+    KoLeoLoss,
     TeacherCentering,
     average_over_view_pairs,
     mean_entropy,
@@ -68,6 +69,7 @@ class SelfDistillation(nn.Module):
             patch_head = FeaturePredictor(config.hidden_size, config.head_hidden_size)
             teacher_parts = ("backbone",)
             self.regression_loss = FeatureRegressionLoss(config.loss_type)
+        self.koleo_loss = KoLeoLoss()
         self.student = nn.ModuleDict({"backbone": backbone, "cls_head": cls_head, "patch_head": patch_head})
         teacher = nn.ModuleDict({name: copy.deepcopy(self.student[name]) for name in teacher_parts})
         teacher.float().eval().requires_grad_(False)
@@ -145,6 +147,7 @@ class SelfDistillation(nn.Module):
         kept_tokens = keep_indices.numel()
         student_cls, student_tokens = self._split_cls(backbone(pixel_values, keep_indices, mask).last_hidden_state)
         student_cls = _views_first(student_cls, batch_size)  # (G, B, D)
+        koleo_loss = self.koleo_loss(student_cls) if self.config.koleo_loss_weight > 0 else student_cls.sum() * 0.0
         small_views = batch.get("small_pixel_values")
         if small_views is not None and small_views.shape[1] > 0:
             small_keep_indices = batch["small_keep_indices"].flatten(0, 1)  # (B*S, Ks)
@@ -166,11 +169,16 @@ class SelfDistillation(nn.Module):
             patch_loss = self._patch_or_zero(
                 student_targets, lambda s: self.regression_loss(self.student["patch_head"](s), teacher_targets)
             )
-        loss = self.config.cls_loss_weight * cls_loss + self.config.patch_loss_weight * patch_loss
+        loss = (
+            self.config.cls_loss_weight * cls_loss
+            + self.config.patch_loss_weight * patch_loss
+            + self.config.koleo_loss_weight * koleo_loss
+        )
         metrics = {
             "loss": loss.detach(),
             "cls_loss": cls_loss.detach(),
             "patch_loss": patch_loss.detach(),
+            "koleo_loss": koleo_loss.detach(),
             "kept_tokens_per_clip": torch.tensor(float(kept_tokens) / batch_size),
             "masked_tokens_per_clip": torch.tensor(student_targets.shape[0] / batch_size),
             **entropies,

@@ -89,6 +89,7 @@ def test_config_patterns_are_the_token_plan_patterns():
         (dict(layer_norm_eps=0.0), r"layer_norm_eps=0.0 is out of range; allowed: \(0.0, 1.0\]"),
         (dict(initializer_range=-0.02), r"initializer_range=-0.02 is out of range"),
         (dict(cls_loss_weight=-1.0), r"cls_loss_weight=-1.0 is out of range; allowed: \[0.0, inf\]"),
+        (dict(koleo_loss_weight=-0.1), r"koleo_loss_weight=-0.1 is out of range; allowed: \[0.0, inf\]"),
         (dict(student_temperature=0.0), r"student_temperature=0.0 is out of range"),
         (dict(hidden_size=4, num_attention_heads=1), r"hidden_size=4 is too small for sincos_3d; allowed: >= 6"),
         (dict(hidden_size=20, num_attention_heads=4, position_embedding_type="rope_3d"),

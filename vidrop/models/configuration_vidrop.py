@@ -100,6 +100,8 @@ class VidropConfig(PretrainedConfig):
         sinkhorn_iterations (`int`, defaults to 3): iterations of Sinkhorn-Knopp centering.
         cls_loss_weight (`float`, defaults to 1.0): weight of the CLS loss in the total.
         patch_loss_weight (`float`, defaults to 1.0): weight of the per-patch loss in the total.
+        koleo_loss_weight (`float`, defaults to 0.0): weight of the KoLeo regulariser (DINOv2) that spreads
+            the student's CLS features of each global view over the batch; 0 turns it off.
         teacher_sees_dropped_tokens (`bool`, defaults to False): False, the teacher encodes the same kept
             tokens as the student; True, it encodes all tokens and its outputs are read at the kept ones.
     """
@@ -144,6 +146,7 @@ class VidropConfig(PretrainedConfig):
         sinkhorn_iterations=3,
         cls_loss_weight=1.0,
         patch_loss_weight=1.0,
+        koleo_loss_weight=0.0,
         teacher_sees_dropped_tokens=False,
         **kwargs,
     ):
@@ -184,6 +187,7 @@ class VidropConfig(PretrainedConfig):
         self.sinkhorn_iterations = sinkhorn_iterations
         self.cls_loss_weight = cls_loss_weight
         self.patch_loss_weight = patch_loss_weight
+        self.koleo_loss_weight = koleo_loss_weight
         self.teacher_sees_dropped_tokens = teacher_sees_dropped_tokens
         self.validate_vidrop()
         if self.position_embedding_grid is None:
@@ -261,7 +265,7 @@ class VidropConfig(PretrainedConfig):
         _check_range("initializer_range", self.initializer_range, 0.0, 1.0, low_open=True)
         for name in ("student_temperature", "teacher_temperature"):
             _check_range(name, getattr(self, name), 0.0, 10.0, low_open=True)
-        for name in ("cls_loss_weight", "patch_loss_weight"):
+        for name in ("cls_loss_weight", "patch_loss_weight", "koleo_loss_weight"):
             _check_range(name, getattr(self, name), 0.0, float("inf"))
         if self.cls_loss_weight > 0 and not self.use_cls_token:
             raise ValueError(
