@@ -147,7 +147,7 @@ class SelfDistillation(nn.Module):
         kept_tokens = keep_indices.numel()
         student_cls, student_tokens = self._split_cls(backbone(pixel_values, keep_indices, mask).last_hidden_state)
         student_cls = _views_first(student_cls, batch_size)  # (G, B, D)
-        koleo_loss = self.koleo_loss(student_cls) if self.config.koleo_loss_weight > 0 else student_cls.sum() * 0.0
+        koleo_loss = self.koleo_loss(student_cls) if self.config.koleo_loss_weight > 0 else student_cls.new_zeros(())
         small_views = batch.get("small_pixel_values")
         if small_views is not None and small_views.shape[1] > 0:
             small_keep_indices = batch["small_keep_indices"].flatten(0, 1)  # (B*S, Ks)
