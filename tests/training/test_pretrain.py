@@ -374,7 +374,8 @@ def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, res
                                                          intermediate_size=96)))
     (tmp_path / "grown.json").write_text(json.dumps(dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=6,
                                                          intermediate_size=192)))
-    growth = ["--growth_schedule", f"{tmp_path / 'small.json'}:0,{tmp_path / 'grown.json'}:2", "--save_steps", "1"]
+    growth = ["--growth_schedule", f"{tmp_path / 'small.json'}:0,{tmp_path / 'grown.json'}:2", "--save_steps", "1",
+              "--growth_teacher_momentum", "0.5"]
     reference = tmp_path / "reference"
     _run(_command(compressed_dataset, reference, *growth, stage=stage, steps=4), tmp_path)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -382,6 +383,9 @@ def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, res
     scalars = EventAccumulator(str(reference / "tensorboard")).Reload()
     before, after = scalars.Scalars("growth/loss_before")[0], scalars.Scalars("growth/loss_after")[0]
     assert before.step == 2 and abs(after.value - before.value) < 0.01 * abs(before.value)
+    momentum = {e.step: e.value for e in scalars.Scalars("schedule/momentum")}  # logged after the step it served
+    assert momentum[2] > 0.99 and momentum[3] == pytest.approx(0.5)
+    assert 0.5 < momentum[4] < 1.0
     teacher = AutoModel.from_pretrained(reference / "teacher")
     assert (teacher.config.hidden_size, teacher.config.num_hidden_layers, teacher.config.intermediate_size) == (96, 3, 192)
     summary = json.loads((reference / "summary.json").read_text())
@@ -395,6 +399,31 @@ def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, res
     for name in ("student", "teacher"):
         a, b = _weights(reference / name), _weights(resumed / name)
         assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_after_a_growth_the_learning_rate_and_optionally_the_teacher_momentum_re_warm():
+    """Before the growth the run's schedule is untouched; after it the learning rate ramps back over
+    `warmup_steps`, and with `teacher_momentum` the EMA momentum restarts there and rises to its final value at the
+    last step; without it the run's momentum goes on."""
+    from vidrop.training.growth import RunGrowth
+    from vidrop.training.schedules import SSLSchedules
+
+    base = vidrop.VidropConfig.from_preset("tiny", num_frames=4, image_size=32, patch_size=8, small_crop_size=16)
+    schedules = SSLSchedules(total_steps=100, learning_rate=1e-3, momentum=0.99)
+    growth = RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, warmup_steps=4, teacher_momentum=0.9,
+                       final_momentum=1.0, total_steps=100)
+    kept = RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, warmup_steps=4)
+    for step in (0, 39):
+        assert growth.adjust(step, schedules.at(step)) == schedules.at(step)
+    lrs = [growth.adjust(step, schedules.at(step))["lr"] / schedules.at(step)["lr"] for step in range(40, 46)]
+    assert lrs == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    momenta = [growth.adjust(step, schedules.at(step))["momentum"] for step in range(40, 101)]
+    assert momenta[0] == pytest.approx(0.9) and momenta[-1] == 1.0
+    assert all(a < b for a, b in zip(momenta, momenta[1:]))
+    assert momenta[30] == pytest.approx(0.95)  # half-way through the steps left, half-way up the cosine
+    assert all(kept.adjust(s, schedules.at(s))["momentum"] == schedules.at(s)["momentum"] for s in range(101))
+    with pytest.raises(ValueError, match="allowed: None, or a value in"):
+        RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, teacher_momentum=1.5, total_steps=100)
 
 
 def test_a_growth_schedule_gives_every_stage_its_configuration(tmp_path):

@@ -129,6 +129,11 @@ class TrainArguments:
                           "at any value; the clones of a widened model separate faster with more: see BENCHMARKS.md)"},
     )
     growth_warmup_steps: int = field(default=10, metadata={"help": "learning-rate re-warm steps after a growth"})
+    growth_teacher_momentum: float | None = field(
+        default=None,
+        metadata={"help": "after a growth, restart the teacher's EMA momentum at this value, rising (cosine) to "
+                          "final_momentum at the last step; unset: the run's momentum schedule goes on"},
+    )
     push_to_hub: str | None = field(
         default=None,
         metadata={"help": "at the end, push the teacher with its model card, summary and remote code to this Hub "

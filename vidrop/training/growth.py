@@ -25,6 +25,7 @@ from ..expansion import SHAPE_FIELDS, grow, grow_adam_state, target_config
 from ..models import PRESETS, VidropConfig
 from ..ssl import SelfDistillation
 from .engine import build_engine
+from .schedules import cosine_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,8 @@ def _eval_loss(engine, batch, teacher_temperature):
 
 
 class RunGrowth:
-    """A run's growth schedule: the shape at each step, the growths, and the learning-rate re-warm after each.
+    """A run's growth schedule: the shape at each step, the growths, and the re-warm of the learning rate (and
+    optionally of the teacher) after each.
 
     Args:
         schedule: `"tiny:0,small:2000"` (see `parse_growth_schedule`).
@@ -164,13 +166,21 @@ class RunGrowth:
         ds_config, learning_rate, weight_decay: to build the grown engines as the first was built.
         noise, seed: symmetry-breaking noise of the growth operators, and its seed (the same on every rank).
         warmup_steps: after a growth the learning rate ramps from 1/warmup_steps of the schedule's back to it.
+        teacher_momentum: if set, the teacher's EMA momentum restarts at this value after each growth and rises
+            (cosine) to `final_momentum` at `total_steps`, so that the grown teacher follows the grown student as
+            the run's teacher followed its student at the start; None keeps the run's momentum schedule.
     """
 
-    def __init__(self, schedule, base, ds_config, learning_rate, weight_decay, noise=1.0, seed=0, warmup_steps=10):
+    def __init__(self, schedule, base, ds_config, learning_rate, weight_decay, noise=1.0, seed=0, warmup_steps=10,
+                 teacher_momentum=None, final_momentum=1.0, total_steps=None):
         self.stages = parse_growth_schedule(schedule)
         self.configs = stage_configs(base, self.stages)
         self.ds_config, self.learning_rate, self.weight_decay = ds_config, learning_rate, weight_decay
         self.noise, self.seed, self.warmup_steps = noise, seed, warmup_steps
+        if teacher_momentum is not None and (total_steps is None or not 0 <= teacher_momentum <= final_momentum):
+            raise ValueError(f"growth teacher_momentum={teacher_momentum}: allowed: None, or a value in "
+                             f"[0, final_momentum={final_momentum}] with total_steps given")
+        self.teacher_momentum, self.final_momentum, self.total_steps = teacher_momentum, final_momentum, total_steps
 
     def config_at(self, step):
         """The configuration of a model that has taken `step` steps."""
@@ -180,10 +190,18 @@ class RunGrowth:
         """The configuration to grow into before step `step + 1`, or None."""
         return next((c for s, c in zip(self.stages[1:], self.configs[1:]) if s.step == step), None)
 
-    def lr_factor(self, step):
-        """Multiplier of the scheduled learning rate at `step`: a linear re-warm after the latest growth."""
+    def adjust(self, step, values):
+        """The scheduled `values` at `step` (`SSLSchedules.at`) after the latest growth: the learning rate re-warmed
+        linearly, and the teacher momentum restarted if `teacher_momentum` is set -> a new dict."""
         grown = [s.step for s in self.stages[1:] if s.step <= step]
-        return min(1.0, (step - grown[-1] + 1) / self.warmup_steps) if grown else 1.0
+        if not grown:
+            return values
+        since = step - grown[-1]
+        values = {**values, "lr": values["lr"] * min(1.0, (since + 1) / self.warmup_steps)}
+        if self.teacher_momentum is not None:
+            values["momentum"] = cosine_schedule(since, max(1, self.total_steps - grown[-1]), self.teacher_momentum,
+                                                 self.final_momentum)
+        return values
 
     def apply(self, engine, model, batch, step, teacher_temperature, writer=None):
         """Grow engine and model before step `step + 1`; `batch` (its first micro-batch) measures the objective
