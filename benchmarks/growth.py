@@ -14,6 +14,7 @@ both final teachers (mean over held-out splits of the probe set of `benchmarks/i
     python benchmarks/growth.py
     python benchmarks/growth.py --max_steps 400 --grow_at 100
     python benchmarks/growth.py --config_overrides head_bottleneck_size=32
+    python benchmarks/growth.py --micro_batch_size 16 --max_steps 400 --grown_args "--growth_teacher_momentum 0.98"
     python benchmarks/growth.py --max_steps 400 --grow_at 1 --grown_args "--growth_noise 0.1" \
         --small '{"hidden_size": 96, "num_hidden_layers": 6, "num_attention_heads": 3, "intermediate_size": 384}' \
         --target '{"hidden_size": 192, "num_hidden_layers": 6, "num_attention_heads": 6, "intermediate_size": 768}'
@@ -86,6 +87,8 @@ def main():
     parser.add_argument("--grown_steps", type=int, default=None,
                         help="length of the grown run (default: as many steps as spend the baseline's FLOPs)")
     parser.add_argument("--window", type=int, default=20, help="steps averaged on the loss curves")
+    parser.add_argument("--micro_batch_size", type=int, default=TrainArguments.micro_batch_size,
+                        help="clips per rank and step of both runs (FLOPs are counted at it)")
     parser.add_argument("--grown_args", default="", help="extra launchers/pretrain.py options of the grown run, "
                         "e.g. '--growth_noise 0.5 --growth_warmup_steps 30'")
     parser.add_argument("--config_overrides", default="",
@@ -95,7 +98,7 @@ def main():
     add_probe_arguments(parser)
     args = parser.parse_args()
     grow_at = args.grow_at or args.max_steps // 2
-    micro_batch = TrainArguments.micro_batch_size
+    micro_batch = args.micro_batch_size
     overrides = ",".join(filter(None, (DEMO_OVERRIDES, args.config_overrides)))
     flops_target = step_flops(args.target, micro_batch, overrides)
     flops_small = step_flops(args.small, micro_batch, overrides)
@@ -125,8 +128,8 @@ def main():
         return flops_small * min(step, grow_at) + flops_target * max(step - grow_at, 0)
 
     recipe = f"default recipe with {args.config_overrides}" if args.config_overrides else "default recipe"
-    print(f"{recipe}; scratch {args.max_steps} steps; grown {grown_steps} steps: {args.small} -> {args.target} "
-          f"at step {grow_at}; CPU fp32, "
+    print(f"{recipe}, micro batch {micro_batch}; scratch {args.max_steps} steps; grown {grown_steps} steps: "
+          f"{args.small} -> {args.target} at step {grow_at}; CPU fp32, "
           f"{torch.get_num_threads()} threads; losses averaged over {args.window} steps")
     print(f"FLOPs per step: target {flops_target / 1e9:.2f} G, small {flops_small / 1e9:.2f} G "
           f"({flops_small / flops_target:.2f}x)")
