@@ -132,8 +132,8 @@ class TrainArguments:
     growth_teacher_momentum: float | None = field(
         default=None,
         metadata={"help": "after a growth, restart the teacher's EMA momentum at this value, rising (cosine) to "
-                          "final_momentum at the last step; unset: the run's momentum schedule goes on (a faster teacher lowers the "
-                          "SSL loss without better features: BENCHMARKS.md, growth, session 12)"},
+                          "final_momentum at the last step; unset: the run's momentum schedule goes on (a faster "
+                          "teacher lowers the SSL loss without better features: BENCHMARKS.md, growth, session 12)"},
     )
     push_to_hub: str | None = field(
         default=None,
