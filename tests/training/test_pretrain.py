@@ -410,20 +410,19 @@ def test_after_a_growth_the_learning_rate_and_optionally_the_teacher_momentum_re
 
     base = vidrop.VidropConfig.from_preset("tiny", num_frames=4, image_size=32, patch_size=8, small_crop_size=16)
     schedules = SSLSchedules(total_steps=100, learning_rate=1e-3, momentum=0.99)
-    growth = RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, warmup_steps=4, teacher_momentum=0.9,
-                       final_momentum=1.0, total_steps=100)
+    growth = RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, warmup_steps=4, teacher_momentum=0.9)
     kept = RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, warmup_steps=4)
     for step in (0, 39):
-        assert growth.adjust(step, schedules.at(step)) == schedules.at(step)
-    lrs = [growth.adjust(step, schedules.at(step))["lr"] / schedules.at(step)["lr"] for step in range(40, 46)]
+        assert growth.at(step, schedules) == schedules.at(step)
+    lrs = [growth.at(step, schedules)["lr"] / schedules.at(step)["lr"] for step in range(40, 46)]
     assert lrs == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
-    momenta = [growth.adjust(step, schedules.at(step))["momentum"] for step in range(40, 101)]
+    momenta = [growth.at(step, schedules)["momentum"] for step in range(40, 101)]
     assert momenta[0] == pytest.approx(0.9) and momenta[-1] == 1.0
     assert all(a < b for a, b in zip(momenta, momenta[1:]))
     assert momenta[30] == pytest.approx(0.95)  # half-way through the steps left, half-way up the cosine
-    assert all(kept.adjust(s, schedules.at(s))["momentum"] == schedules.at(s)["momentum"] for s in range(101))
+    assert all(kept.at(s, schedules)["momentum"] == schedules.at(s)["momentum"] for s in range(101))
     with pytest.raises(ValueError, match="allowed: None, or a value in"):
-        RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, teacher_momentum=1.5, total_steps=100)
+        RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, teacher_momentum=1.5)
 
 
 def test_a_growth_schedule_gives_every_stage_its_configuration(tmp_path):

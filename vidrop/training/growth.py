@@ -167,20 +167,19 @@ class RunGrowth:
         noise, seed: symmetry-breaking noise of the growth operators, and its seed (the same on every rank).
         warmup_steps: after a growth the learning rate ramps from 1/warmup_steps of the schedule's back to it.
         teacher_momentum: if set, the teacher's EMA momentum restarts at this value after each growth and rises
-            (cosine) to `final_momentum` at `total_steps`, so that the grown teacher follows the grown student as
-            the run's teacher followed its student at the start; None keeps the run's momentum schedule.
+            (cosine) to the run's final momentum at its last step, so that the grown teacher follows the grown
+            student as the run's teacher followed its student at the start; None keeps the run's momentum schedule.
     """
 
     def __init__(self, schedule, base, ds_config, learning_rate, weight_decay, noise=1.0, seed=0, warmup_steps=10,
-                 teacher_momentum=None, final_momentum=1.0, total_steps=None):
+                 teacher_momentum=None):
         self.stages = parse_growth_schedule(schedule)
         self.configs = stage_configs(base, self.stages)
         self.ds_config, self.learning_rate, self.weight_decay = ds_config, learning_rate, weight_decay
         self.noise, self.seed, self.warmup_steps = noise, seed, warmup_steps
-        if teacher_momentum is not None and (total_steps is None or not 0 <= teacher_momentum <= final_momentum):
-            raise ValueError(f"growth teacher_momentum={teacher_momentum}: allowed: None, or a value in "
-                             f"[0, final_momentum={final_momentum}] with total_steps given")
-        self.teacher_momentum, self.final_momentum, self.total_steps = teacher_momentum, final_momentum, total_steps
+        if teacher_momentum is not None and not 0 <= teacher_momentum <= 1:
+            raise ValueError(f"growth teacher_momentum={teacher_momentum}: allowed: None, or a value in [0, 1]")
+        self.teacher_momentum = teacher_momentum
 
     def config_at(self, step):
         """The configuration of a model that has taken `step` steps."""
@@ -190,17 +189,18 @@ class RunGrowth:
         """The configuration to grow into before step `step + 1`, or None."""
         return next((c for s, c in zip(self.stages[1:], self.configs[1:]) if s.step == step), None)
 
-    def adjust(self, step, values):
-        """The scheduled `values` at `step` (`SSLSchedules.at`) after the latest growth: the learning rate re-warmed
-        linearly, and the teacher momentum restarted if `teacher_momentum` is set -> a new dict."""
+    def at(self, step, schedules):
+        """The run's `SSLSchedules` values at `step` after the latest growth: the learning rate re-warmed linearly,
+        and the teacher momentum restarted if `teacher_momentum` is set."""
+        values = schedules.at(step)
         grown = [s.step for s in self.stages[1:] if s.step <= step]
         if not grown:
             return values
         since = step - grown[-1]
-        values = {**values, "lr": values["lr"] * min(1.0, (since + 1) / self.warmup_steps)}
+        values["lr"] *= min(1.0, (since + 1) / self.warmup_steps)
         if self.teacher_momentum is not None:
-            values["momentum"] = cosine_schedule(since, max(1, self.total_steps - grown[-1]), self.teacher_momentum,
-                                                 self.final_momentum)
+            values["momentum"] = cosine_schedule(since, max(1, schedules.total_steps - grown[-1]),
+                                                 self.teacher_momentum, schedules.final_momentum)
         return values
 
     def apply(self, engine, model, batch, step, teacher_temperature, writer=None):

@@ -135,8 +135,7 @@ def pretrain(model_args, data_args, train_args):
     if train_args.growth_schedule:
         growth = RunGrowth(train_args.growth_schedule, config, ds_config, train_args.learning_rate,
                            train_args.weight_decay, train_args.growth_noise, train_args.seed,
-                           train_args.growth_warmup_steps, train_args.growth_teacher_momentum,
-                           train_args.final_momentum, train_args.max_steps)
+                           train_args.growth_warmup_steps, train_args.growth_teacher_momentum)
         config = growth.configs[0]  # config.json records the first shape; the schedule grows it
     _check_dataset(data_args.train_dataset)
     if data_args.eval_dataset:
@@ -235,9 +234,7 @@ def _train(running, loader, stream, schedules, args, data_args, output_dir, step
     metrics, start, started_at = {}, time.perf_counter(), step
     progress = tqdm(total=args.max_steps, initial=step, desc="pretrain", unit="step", disable=rank != 0)
     while step < args.max_steps:
-        values = schedules.at(step)
-        if growth is not None:
-            values = growth.adjust(step, values)
+        values = schedules.at(step) if growth is None else growth.at(step, schedules)
         set_schedule(engine, values["lr"], values["weight_decay"])
         for micro_step in range(args.gradient_accumulation_steps):
             epoch, batch = next(batches)
