@@ -15,6 +15,7 @@ both final teachers (mean over held-out splits of the probe set of `benchmarks/i
     python benchmarks/growth.py --max_steps 400 --grow_at 100
     python benchmarks/growth.py --config_overrides head_bottleneck_size=32
     python benchmarks/growth.py --micro_batch_size 16 --max_steps 400 --grown_args "--growth_teacher_momentum 0.98"
+    python benchmarks/growth.py --micro_batch_size 16 --max_steps 400 --grown_args "--growth_fade_steps 150"
     python benchmarks/growth.py --max_steps 400 --grow_at 1 --grown_args "--growth_noise 0.1" \
         --small '{"hidden_size": 96, "num_hidden_layers": 6, "num_attention_heads": 3, "intermediate_size": 384}' \
         --target '{"hidden_size": 192, "num_hidden_layers": 6, "num_attention_heads": 6, "intermediate_size": 768}'

@@ -1,5 +1,5 @@
 """Function-preserving growth: each operator alone and chained, the SSL loss, the negative controls, symmetry
-breaking, Adam's moments, the teacher's draws, errors and the launcher."""
+breaking, Adam's moments, the teacher's draws, errors and the launcher; growth by masks and its fade."""
 
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vidrop import VidropConfig, VidropModel
-from vidrop.expansion import Grown, grow, grow_adam_state, grow_model
+from vidrop.expansion import Grown, fade_masks, grow, grow_adam_state, grow_masked, grow_model
 from vidrop.models import PRESETS
 from vidrop.ssl import SelfDistillation
 
@@ -57,14 +57,21 @@ def _grown_model(grown):
     return big
 
 
+@pytest.mark.parametrize("method", ["copies", "masks"])
 @pytest.mark.parametrize("position_embedding_type", ["sincos_3d", "learned", "sincos_1d", "rope_3d"])
 @pytest.mark.parametrize("target", list(TARGETS))
-def test_each_operator_preserves_the_function(tiny_config, target, position_embedding_type):
+def test_each_operator_preserves_the_function(tiny_config, target, position_embedding_type, method):
     config = tiny_config(position_embedding_type=position_embedding_type)
     small = _perturbed(VidropModel(config))
     if position_embedding_type == "rope_3d" and target.startswith("head-dim"):
         with pytest.raises(ValueError, match="rope_3d turns 16-channel heads"):
-            grow_model(config, small.state_dict(), TARGETS[target])
+            if method == "copies":
+                grow_model(config, small.state_dict(), TARGETS[target])
+            else:
+                _grown_by_masks(config, small, TARGETS[target])
+        return
+    if method == "masks":
+        _assert_masked_growth_preserves_until_faded_in(config, small, TARGETS[target])
         return
     for noise in (0.0, 0.1):  # noise breaks symmetry without changing the forward pass
         grown = grow_model(config, small.state_dict(), TARGETS[target], noise=noise, seed=3)
@@ -163,17 +170,22 @@ def test_clones_diverge_in_training_only_with_noise(tiny_config, noise):
         assert all(gap < 1e-6 for gap in gaps), gaps
 
 
-def test_adam_moments_follow_the_weights(tiny_config):
-    config = tiny_config()
+def _trained_with_adam(config, steps):
+    """`(model, Adam state by name, parameters by name)` after `steps` AdamW steps, names in the `grow` layout."""
     small = _perturbed(VidropModel(config)).train()
     optimizer = torch.optim.AdamW(small.parameters(), lr=1e-3)
-    for step in range(3):
+    for step in range(steps):
         optimizer.zero_grad()
         small(_clips(seed=step)).last_hidden_state.square().mean().backward()
         optimizer.step()
     named = {f"backbone.{n}": optimizer.state[p] for n, p in small.named_parameters()}
+    return small, named, {f"backbone.{n}": p.detach() for n, p in small.named_parameters()}
+
+
+def test_adam_moments_follow_the_weights(tiny_config):
+    config = tiny_config()
+    small, named, parameters = _trained_with_adam(config, 3)
     target = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=3)
-    parameters = {f"backbone.{n}": p.detach() for n, p in small.named_parameters()}
     moments = grow_adam_state(config, parameters, named, target)
     grown = grow_model(config, small.state_dict(), target)
     big = _grown_model(grown).train()
@@ -235,3 +247,117 @@ def test_the_launcher_grows_a_folder(tiny_config, tmp_path):
     assert (big.config.hidden_size, big.config.num_hidden_layers, big.config.num_attention_heads) == (96, 4, 6)
     clips = _clips()
     torch.testing.assert_close(big(clips).last_hidden_state[..., :48], small(clips).last_hidden_state, **TOLERANCE)
+
+
+# --------------------------------------------------------------------------------------------------- growth by masks
+
+
+def _grown_by_masks(config, model, target, fraction=0.0, seed=3):
+    """`(Grown, big VidropModel)`: `model` grown by masks, its masks set at `fraction`."""
+    state = {f"backbone.{k}": v for k, v in model.state_dict().items()}
+    grown = grow_masked(config, state, target, seed=seed)
+    bare = Grown(grown.config, {k[len("backbone."):]: v for k, v in grown.state.items()}, grown.features_back)
+    big = _grown_model(bare)
+    big.set_growth_masks(fade_masks(config, grown.config, fraction))
+    return bare, big
+
+
+def _assert_masked_growth_preserves_until_faded_in(config, small, target):
+    """Preserved under masks at 0 (new channels silent); at 0.5 and unmasked the function moves (the negative
+    control: without masks the check fails)."""
+    grown, big = _grown_by_masks(config, small, target)
+    _assert_preserved(small, grown, big)
+    clips = _clips()
+    with torch.no_grad():
+        at_zero = big(clips).last_hidden_state
+        assert not at_zero[..., config.hidden_size:].any()  # new channels silent
+        big.set_growth_masks(fade_masks(config, grown.config, 0.5))
+        half = big(clips).last_hidden_state
+        big.set_growth_masks(None)  # negative control: the fresh units unmasked
+        plain = big(clips).last_hidden_state
+    assert fade_masks(config, grown.config, 1.0) is None  # faded in: the plain big model
+    assert (half - at_zero).abs().max() > 1e-3 and (plain - half).abs().max() > 1e-3
+    with pytest.raises(AssertionError):
+        _assert_preserved(small, grown, big)
+
+
+def test_masked_growth_is_checked_by_the_negative_control_of_a_wrong_mask(tiny_config):
+    """A mask built for another start (the new units taken for old ones) fails the check."""
+    config = tiny_config()
+    small = _perturbed(VidropModel(config))
+    grown, big = _grown_by_masks(config, small, TARGETS["all"])
+    wrong = fade_masks(tiny_config(intermediate_size=150), grown.config, 0.0)  # new MLP units left on
+    big.set_growth_masks(wrong)
+    with pytest.raises(AssertionError):
+        _assert_preserved(small, grown, big)
+
+
+@pytest.mark.parametrize("loss_type, target", [("dino_ibot", "all"), ("dino_ibot", "width-4/3"), ("mse", "mlp"),
+                                               ("cosine", "depth")])
+def test_growth_by_masks_preserves_the_ssl_loss(tiny_config, ssl_batch, loss_type, target):
+    config = tiny_config(loss_type=loss_type, drop_rate=0.5)
+    torch.manual_seed(0)
+    small = SelfDistillation(config)
+    _perturbed(small.student)
+    student, teacher, others = _ssl_states(small)
+    grown_student = grow_masked(config, student, TARGETS[target], seed=7)
+    grown_teacher = grow_masked(config, teacher, TARGETS[target], seed=7)
+    big = SelfDistillation(grown_student.config)
+    big.load_state_dict({**{f"student.{k}": v for k, v in grown_student.state.items()}, **others})
+    big.teacher.load_state_dict(grown_teacher.state)
+    masks = fade_masks(config, grown_student.config, 0.0)
+    for backbone in (big.student["backbone"], big.teacher["backbone"]):
+        backbone.set_growth_masks(masks)
+    batch = ssl_batch(config, batch=2)
+    small_loss, _ = small(batch, teacher_temperature=0.05)
+    big_loss, _ = big(batch, teacher_temperature=0.05)
+    torch.testing.assert_close(big_loss, small_loss, rtol=1e-5, atol=0)
+
+
+def test_new_units_start_fresh_and_learn_only_once_faded_in(tiny_config):
+    """The new units are drawn like a fresh model's (not copies), the student and teacher draws agree for a seed,
+    and the new units receive gradient only when their mask is above 0."""
+    config = tiny_config()
+    small = _perturbed(VidropModel(config))
+    target = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=3)
+    grown, big = _grown_by_masks(config, small, target)
+    _, again = _grown_by_masks(config, small, target)
+    _, other = _grown_by_masks(config, small, target, seed=4)
+    fc1 = big.encoder.layer[0].mlp.fc1.weight.detach()  # (192, 96)
+    torch.testing.assert_close(fc1[:96, :48], small.encoder.layer[0].mlp.fc1.weight.detach())
+    assert 0.01 < float(fc1[96:].std()) < 0.03  # initializer_range 0.02, not a copy of the old rows
+    assert all(torch.equal(a, b) for a, b in zip(big.state_dict().values(), again.state_dict().values()))
+    assert not torch.equal(fc1, other.encoder.layer[0].mlp.fc1.weight)
+    for fraction, learns in ((0.0, False), (0.25, True)):
+        big.zero_grad()
+        big.set_growth_masks(fade_masks(config, grown.config, fraction))
+        big(_clips()).last_hidden_state.square().mean().backward()
+        new_grads = [big.encoder.layer[0].mlp.fc1.weight.grad[96:], big.encoder.layer[1].mlp.fc2.weight.grad,
+                     big.embeddings.patch_embeddings.projection.weight.grad[48:]]  # layer 1 is the new block
+        assert all(bool(g.any()) == learns for g in new_grads), fraction
+        assert big.encoder.layer[0].mlp.fc1.weight.grad[:96].any()
+
+
+def test_masked_growth_maps_adam_moments(tiny_config):
+    config = tiny_config()
+    _, named, parameters = _trained_with_adam(config, 2)
+    target = TARGETS["head-dim"]  # 3 heads of 16 -> 3 heads of 32: queries scaled by sqrt(2)
+    moments = grow_adam_state(config, parameters, named, target, masked=True)
+    weights = grow_masked(config, parameters, target).state
+    assert set(moments) == set(weights) - {"backbone.embeddings.position_projection"}  # parameters, no buffer
+    qkv = "backbone.encoder.layer.0.attention.qkv.weight"
+    old, new = named[qkv], moments[qkv]
+    old, new = ({k: s[k].reshape(3, 3, -1, s[k].shape[-1]) for k in ("exp_avg", "exp_avg_sq")} for s in (old, new))
+    torch.testing.assert_close(new["exp_avg"][0, :, :16, :48], old["exp_avg"][0] * 2 ** 0.5)
+    torch.testing.assert_close(new["exp_avg_sq"][0, :, :16, :48], old["exp_avg_sq"][0] * 2)
+    torch.testing.assert_close(new["exp_avg"][1:, :, :16, :48], old["exp_avg"][1:])
+    assert not new["exp_avg"][:, :, 16:].any() and not new["exp_avg_sq"][..., 48:].any()
+    assert float(moments[qkv]["step"]) == 2
+
+
+def test_growth_by_masks_of_a_regressed_width_is_an_error(tiny_config):
+    config = tiny_config(loss_type="mse")
+    state = {f"backbone.{k}": v for k, v in VidropModel(config).state_dict().items()}
+    with pytest.raises(ValueError, match=r"loss_type='mse' regresses every residual channel.*allowed: growth by "
+                                         r"masks of the hidden width with loss_type='dino_ibot'"):
+        grow_masked(config, state, dict(hidden_size=96))

@@ -26,6 +26,13 @@ With `noise > 0`, cloned units get opposite perturbations in their consumers' co
 in their shared queries): the forward pass is unchanged and the clones diverge once trained. With `noise = 0`
 exact clones receive equal gradients and never diverge. A seeded generator makes the student and the teacher
 grow with the same draws.
+
+Growth by masks (`grow_masked`, masked structural growth) instead keeps the small model's weights in the leading
+slices of a freshly initialised big model (new blocks, channels, heads and MLP units drawn as from scratch, their
+Adam moments zero) and preserves the function through `fade_masks`: the model's growth masks weigh the new units
+by a fraction that a run raises from 0 (exactly the small model; LayerNorms over the old channels only) to 1 (the
+big model as it is). Widening by copies keeps a LayerNorm network in the narrow model's subspace; fresh units let
+it leave (BENCHMARKS.md, growth).
 """
 
 import json
@@ -38,6 +45,7 @@ from typing import Callable
 import torch
 
 from .models import PRESETS, VidropConfig, VidropModel
+from .ssl import SelfDistillation
 
 ROLES = ("weight", "exp_avg", "exp_avg_sq")
 DEPTH_PLACEMENTS = ("interleaved", "end")
@@ -112,20 +120,26 @@ def depth_plan(num_layers, num_new, placement="interleaved"):
     return [(k * num_layers) // num_new for k in range(num_new)]
 
 
-def grow_depth(config, state, num_hidden_layers, placement="interleaved", role="weight", noise=0.0, generator=None):
-    """Insert `num_hidden_layers - L` blocks, each after the old block `depth_plan` gives (or a list of old block
-    indices as `placement`): a copy of that block (plus noise on its weights) whose output projections are zero."""
-    _check_role(role)
-    old = config.num_hidden_layers
+def depth_order(old, num_hidden_layers, placement="interleaved"):
+    """The grown stack: `(old block index, is new)` per block, each new block after the old block `depth_plan`
+    gives (or a list of old block indices as `placement`)."""
     if num_hidden_layers < old:
         raise ValueError(f"num_hidden_layers={num_hidden_layers} is smaller than {old}; allowed: >= {old}")
     after = placement if isinstance(placement, (list, tuple)) else depth_plan(old, num_hidden_layers - old, placement)
     if len(after) != num_hidden_layers - old or any(not 0 <= a < old for a in after):
         raise ValueError(f"placement={after!r} must name {num_hidden_layers - old} old blocks in [0, {old})")
-    order = []  # (old index, is new) in the new stack
+    order = []
     for index in range(old):
         order.append((index, False))
         order += [(index, True)] * after.count(index)
+    return order
+
+
+def grow_depth(config, state, num_hidden_layers, placement="interleaved", role="weight", noise=0.0, generator=None):
+    """Insert `num_hidden_layers - L` blocks (where `depth_order` puts them): each a copy of the block before it
+    (plus noise on its weights) whose output projections are zero."""
+    _check_role(role)
+    order = depth_order(config.num_hidden_layers, num_hidden_layers, placement)
     grown = {k: v for k, v in state.items() if not k.startswith("backbone.encoder.layer.")}
     for new_index, (old_index, is_new) in enumerate(order):
         prefix = f"backbone.encoder.layer.{old_index}."
@@ -362,22 +376,124 @@ def grow(config, state, target, role="weight", noise=0.0, seed=0, placement="int
     return Grown(target, grown.state, features_back)
 
 
+# ---------------------------------------------------------------------------------------------- growth by masks
+
+
+def _check_masked(config, target):
+    """Errors for a growth `grow_masked` cannot preserve."""
+    heads, new_heads = config.num_attention_heads, target.num_attention_heads
+    head_dim, new_head_dim = config.hidden_size // heads, target.hidden_size // new_heads
+    if new_heads < heads or new_head_dim < head_dim:
+        raise ValueError(f"num_attention_heads={new_heads} of {new_head_dim} channels; allowed: at least {heads} "
+                         f"heads of at least {head_dim} channels")
+    if config.position_embedding_type == "rope_3d" and new_head_dim != head_dim:
+        raise ValueError(f"rope_3d turns {head_dim}-channel heads; allowed: growth that keeps the head dimension")
+    if target.hidden_size != config.hidden_size and config.loss_type != "dino_ibot":
+        raise ValueError(f"loss_type={config.loss_type!r} regresses every residual channel, new ones included; "
+                         "allowed: growth by masks of the hidden width with loss_type='dino_ibot'")
+
+
+def _fresh_state(target, role, seed):
+    """A freshly initialised student of `target` in the `grow` layout (seeded, so the student and its teacher
+    draw alike), or zeros of its shapes for Adam's moments."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        state = SelfDistillation(target).student.state_dict()
+    return {k: v.float() if role == "weight" else torch.zeros_like(v, dtype=torch.float32) for k, v in state.items()}
+
+
+def grow_masked(config, state, target, role="weight", seed=0, placement="interleaved"):
+    """Grow `(config, state)` into `target` (see `target_config`) by masks: the small model's weights fill the
+    leading slices of a fresh `target` model (its old blocks where `depth_order` puts them; per head, its leading
+    channels), every other unit stays as drawn (Adam's moments: zero), and queries are scaled by `sqrt(d'/d)`
+    for the softmax scale. The grown model computes the small model's function under `fade_masks(..., 0.0)`;
+    features map back by taking the first `D` channels."""
+    _check_role(role)
+    target = target_config(config, target)
+    _check_masked(config, target)
+    heads, head_dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
+    new_heads, new_head_dim = target.num_attention_heads, target.hidden_size // target.num_attention_heads
+    order = depth_order(config.num_hidden_layers, target.num_hidden_layers, placement)
+    query_scale = _scale(role, math.sqrt(new_head_dim / head_dim))
+    grown = {}
+    for key, big in _fresh_state(target, role, seed).items():
+        source = key
+        if match := re.match(r"backbone\.encoder\.layer\.(\d+)\.(.*)", key):
+            old_index, is_new = order[int(match[1])]
+            source = f"backbone.encoder.layer.{old_index}.{match[2]}"
+            if is_new:
+                if source in state:
+                    grown[key] = big
+                continue
+        small = state.get(source)
+        if small is None and key == "backbone.embeddings.position_projection" and role == "weight":
+            small = torch.eye(config.hidden_size, target.position_embedding_dim)  # the table filled the channels
+        if small is None:
+            continue
+        shape, dtype = big.shape, small.dtype
+        if key.endswith(("attention.qkv.weight", "attention.qkv.bias")):  # (3 h d, [D])
+            small = small.reshape(3, heads, head_dim, *small.shape[1:])
+            big = big.reshape(3, new_heads, new_head_dim, *big.shape[1:])
+        elif key.endswith("attention.proj.weight"):  # (D, h d)
+            small = small.reshape(-1, heads, head_dim)
+            big = big.reshape(-1, new_heads, new_head_dim)
+        big[tuple(slice(0, size) for size in small.shape)] = small.float()
+        if key.endswith(("attention.qkv.weight", "attention.qkv.bias")):
+            big[0, :heads, :head_dim] *= query_scale
+        grown[key] = big.reshape(shape).to(dtype)
+    old_width = config.hidden_size
+    return Grown(target, grown, lambda features: features[..., :old_width])
+
+
+def fade_masks(config, target, fraction, placement="interleaved", device=None):
+    """The growth masks (`VidropModel.set_growth_masks`) of a `grow_masked` model grown from `config` into
+    `target`, weighing its new units by `fraction` (0: the small model's function; 1: plain, returns None).
+
+    Returns `{submodule name: mask}`: residual-stream masks `(D',)` (ones on the old channels) for the embeddings,
+    every LayerNorm and every block's writes (times `fraction` for a new block), `(h', D'/h')` masks of the old
+    heads' channels and `(intermediate_size',)` masks of the old blocks' MLP units."""
+    if fraction >= 1:
+        return None
+
+    def mask(old, new):
+        return torch.cat([torch.ones(old), torch.full((new - old,), float(fraction))]).to(device)
+
+    stream = mask(config.hidden_size, target.hidden_size)
+    head_dim = config.hidden_size // config.num_attention_heads
+    channels = torch.full((target.num_attention_heads, target.hidden_size // target.num_attention_heads),
+                          float(fraction), device=device)
+    channels[:config.num_attention_heads, :head_dim] = 1
+    masks = {"embeddings": stream, "layernorm": stream}
+    for index, (_, is_new) in enumerate(depth_order(config.num_hidden_layers, target.num_hidden_layers, placement)):
+        prefix = f"encoder.layer.{index}"
+        masks.update({prefix: stream * fraction if is_new else stream, f"{prefix}.norm1": stream,
+                      f"{prefix}.norm2": stream})
+        if not is_new:
+            masks[f"{prefix}.attention"] = channels
+            masks[f"{prefix}.mlp"] = mask(config.intermediate_size, target.intermediate_size)
+    return masks
+
+
+# --------------------------------------------------------------------------- bare models, Adam's state, folders
+
+
 def grow_model(config, state_dict, target, noise=0.0, seed=0, placement="interleaved"):
     """`grow` for a bare `VidropModel` state dict (no heads)."""
     grown = grow(config, {f"backbone.{k}": v for k, v in state_dict.items()}, target, "weight", noise, seed, placement)
     return Grown(grown.config, {k[len("backbone."):]: v for k, v in grown.state.items()}, grown.features_back)
 
 
-def grow_adam_state(config, parameters, named_state, target, seed=0, placement="interleaved"):
+def grow_adam_state(config, parameters, named_state, target, seed=0, placement="interleaved", masked=False):
     """Adam's per-parameter state `{name: {"step", "exp_avg", "exp_avg_sq"}}` mapped onto the parameters `grow`
-    makes from `parameters` (`{name: tensor}`, names in the `grow` layout). A parameter without state (never
-    updated) starts from zero moments; the step counter is kept."""
+    (or, `masked`, `grow_masked`) makes from `parameters` (`{name: tensor}`, names in the `grow` layout). A
+    parameter without state (never updated) starts from zero moments; the step counter is kept."""
     named_state = {name: state for name, state in named_state.items() if state}  # {}: never updated
     step = next((s["step"] for s in named_state.values() if "step" in s), None)
     moments = {}
     for role in ("exp_avg", "exp_avg_sq"):
         state = {n: named_state[n][role] if n in named_state else torch.zeros_like(p) for n, p in parameters.items()}
-        moments[role] = grow(config, state, target, role, 0.0, seed, placement).state
+        moments[role] = (grow_masked(config, state, target, role, seed, placement) if masked
+                         else grow(config, state, target, role, 0.0, seed, placement)).state
     grown = {name: {"exp_avg": moments["exp_avg"][name], "exp_avg_sq": moments["exp_avg_sq"][name]}
              for name in moments["exp_avg"]}
     if step is not None:

@@ -365,17 +365,19 @@ def test_a_run_pushes_its_checkpoints_and_its_teacher_to_the_hub(compressed_data
         assert set(pushed) == set(staged) and all(torch.equal(pushed[k], staged[k]) for k in pushed)
 
 
-@pytest.mark.parametrize("stage, resume_from", [(2, 2), (3, 3)])
-def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, resume_from, compressed_dataset, tmp_path):
+@pytest.mark.parametrize("stage, resume_from, fade_steps", [(2, 2, 0), (3, 3, 0), (2, 3, 2)])
+def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, resume_from, fade_steps,
+                                                                      compressed_dataset, tmp_path):
     """A 2-rank run grows at step 2 (48 -> 96 wide, 2 -> 3 blocks, 6 heads, MLP 192): the objective on the same
     batch moves by less than 1%, and a run resumed from the checkpoint at the growth step, which holds the model
-    before it (ZeRO-2), or from one after it (ZeRO-3) ends with the uninterrupted run's weights."""
+    before it (ZeRO-2), or from one after it (ZeRO-3; by masks, ZeRO-2 half-way through the fade) ends with the
+    uninterrupted run's weights."""
     (tmp_path / "small.json").write_text(json.dumps(dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
                                                          intermediate_size=96)))
     (tmp_path / "grown.json").write_text(json.dumps(dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=6,
                                                          intermediate_size=192)))
     growth = ["--growth_schedule", f"{tmp_path / 'small.json'}:0,{tmp_path / 'grown.json'}:2", "--save_steps", "1",
-              "--growth_teacher_momentum", "0.5"]
+              "--growth_teacher_momentum", "0.5", "--growth_fade_steps", str(fade_steps)]
     reference = tmp_path / "reference"
     _run(_command(compressed_dataset, reference, *growth, stage=stage, steps=4), tmp_path)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -423,6 +425,39 @@ def test_after_a_growth_the_learning_rate_and_optionally_the_teacher_momentum_re
     assert all(kept.at(s, schedules)["momentum"] == schedules.at(s)["momentum"] for s in range(101))
     with pytest.raises(ValueError, match="allowed: None, or a value in"):
         RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, teacher_momentum=1.5)
+
+
+def test_a_growth_by_masks_fades_its_new_units_in_over_its_steps():
+    """The growth masks follow the step (so that a resumed run sets them again): none before the growth, the new
+    units at `(step - 40) / fade_steps` after it, none once faded in; a fade must fit before the next growth and
+    the run's end."""
+    from vidrop.ssl import SelfDistillation
+    from vidrop.training.growth import RunGrowth
+
+    base = vidrop.VidropConfig.from_preset("tiny", num_frames=4, image_size=32, patch_size=8, small_crop_size=16)
+    growth = RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, fade_steps=8)
+    grown = SelfDistillation(growth.configs[1])
+    for step, fraction in ((41, 1 / 8), (44, 0.5), (47, 7 / 8), (48, None), (60, None)):
+        growth.fade(grown, step)
+        for backbone in (grown.student["backbone"], grown.teacher["backbone"]):
+            norm = backbone.encoder.layer[0].norm1.growth_mask
+            if fraction is None:
+                assert norm is None and backbone.encoder.layer[0].mlp.growth_mask is None
+            else:  # 192 old channels of 384; MLP 768 of 1536; heads of 64, 3 of 6
+                assert norm[:192].eq(1).all() and norm[192:].eq(fraction).all()
+                assert backbone.encoder.layer[0].mlp.growth_mask[768:].eq(fraction).all()
+                assert backbone.encoder.layer[0].attention.growth_mask[3:].eq(fraction).all()
+    small = SelfDistillation(growth.configs[0])
+    growth.fade(small, 40)  # the growth at 40 has not happened yet: nothing to mask
+    assert small.student["backbone"].encoder.layer[0].norm1.growth_mask is None
+    growth.check_steps(48)
+    with pytest.raises(ValueError, match="fade of 8 steps ends at step 48, after the next growth or the run's end "
+                                         "at 45"):
+        growth.check_steps(45)
+    with pytest.raises(ValueError, match="ends at step 48, after the next growth or the run's end at 44"):
+        RunGrowth("tiny:0,small:40,base:44", base, None, 1e-3, 0.04, fade_steps=8)
+    with pytest.raises(ValueError, match="allowed: 0 \\(growth by copies\\) or more steps"):
+        RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, fade_steps=-1)
 
 
 def test_a_growth_schedule_gives_every_stage_its_configuration(tmp_path):

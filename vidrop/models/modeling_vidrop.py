@@ -121,6 +121,34 @@ def drop_path(x, drop_prob, training):
     return x * x.new_empty(shape).bernoulli_(keep_prob) / keep_prob
 
 
+def _masked(x, growth_mask):
+    """`x` `(..., C)` times a growth mask `(C,)` (None: `x` itself)."""
+    return x if growth_mask is None else x * growth_mask.to(x.dtype)
+
+
+class VidropLayerNorm(nn.LayerNorm):
+    """LayerNorm over the residual stream that a growth can fade new channels into.
+
+    `growth_mask` `(D,)` (None outside a fade, set by `VidropModel.set_growth_masks`) weighs each channel in the
+    mean and variance and scales the output: weight 1 for the channels of the model that was grown, 0 for the new
+    ones at the growth (the norm is then exactly the small model's on its channels, and 0 on the new ones) and
+    rising to 1 as they are faded in, where it is plain LayerNorm again.
+    """
+
+    growth_mask = None
+
+    def forward(self, hidden_states):
+        """`(..., D)` -> `(..., D)`."""
+        if self.growth_mask is None:
+            return super().forward(hidden_states)
+        weights = self.growth_mask.float() / self.growth_mask.float().sum()  # (D,)
+        x = hidden_states.float()
+        mean = (x * weights).sum(-1, keepdim=True)  # (..., 1)
+        variance = ((x - mean).square() * weights).sum(-1, keepdim=True)  # (..., 1)
+        normed = (x - mean) * torch.rsqrt(variance + self.eps) * self.weight.float() + self.bias.float()
+        return (normed * self.growth_mask.float()).to(hidden_states.dtype)
+
+
 class VidropTubeletProjection(nn.Conv3d):
     """The tubelet embedding's Conv3d (kernel = stride), applied as a matrix product to flattened tubelets.
 
@@ -185,7 +213,12 @@ class VidropPatchEmbeddings(nn.Module):
 
 
 class VidropEmbeddings(nn.Module):
-    """Tubelet embeddings of the kept tokens, with mask token, position embeddings and CLS token."""
+    """Tubelet embeddings of the kept tokens, with mask token, position embeddings and CLS token.
+
+    `growth_mask` `(D,)` (None outside a growth's fade) scales the channels the embeddings write to the stream.
+    """
+
+    growth_mask = None
 
     def __init__(self, config):
         super().__init__()
@@ -268,11 +301,16 @@ class VidropEmbeddings(nn.Module):
         if self.cls_token is not None:
             cls = self.cls_token.to(embeddings.dtype).expand(batch, -1, -1)  # (B, 1, D)
             embeddings = torch.cat([cls, embeddings], dim=1)
-        return embeddings, keep_indices
+        return _masked(embeddings, self.growth_mask), keep_indices
 
 
 class VidropSelfAttention(nn.Module):
-    """Multi-head self-attention through `torch.nn.functional.scaled_dot_product_attention`."""
+    """Multi-head self-attention through `torch.nn.functional.scaled_dot_product_attention`.
+
+    `growth_mask` `(h, D/h)` (None outside a growth's fade) scales each head channel's query and output.
+    """
+
+    growth_mask = None
 
     def __init__(self, config):
         super().__init__()
@@ -288,12 +326,17 @@ class VidropSelfAttention(nn.Module):
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, L, D/h)
         if rotary is not None:
             query, key = apply_rotary(query, *rotary), apply_rotary(key, *rotary)
-        context = F.scaled_dot_product_attention(query, key, value)  # (B, h, L, D/h)
+        mask = None if self.growth_mask is None else self.growth_mask[:, None]  # (h, 1, D/h)
+        context = F.scaled_dot_product_attention(_masked(query, mask), key, value)  # (B, h, L, D/h)
+        context = _masked(context, mask)
         return self.proj(context.transpose(1, 2).reshape(batch, length, dim))
 
 
 class VidropMLP(nn.Module):
-    """The block's feed-forward network: `D -> intermediate_size -> D`."""
+    """The block's feed-forward network: `D -> intermediate_size -> D`; `growth_mask` `(intermediate_size,)` (None
+    outside a growth's fade) scales its hidden units."""
+
+    growth_mask = None
 
     def __init__(self, config):
         super().__init__()
@@ -303,26 +346,29 @@ class VidropMLP(nn.Module):
 
     def forward(self, hidden_states):
         """`(B, L, D)` -> `(B, L, D)`."""
-        return self.fc2(self.act(self.fc1(hidden_states)))
+        return self.fc2(_masked(self.act(self.fc1(hidden_states)), self.growth_mask))
 
 
 class VidropLayer(nn.Module):
-    """One pre-LayerNorm transformer block with stochastic depth."""
+    """One pre-LayerNorm transformer block with stochastic depth; `growth_mask` `(D,)` (None outside a growth's
+    fade) scales what it writes to the residual stream."""
+
+    growth_mask = None
 
     def __init__(self, config, drop_path_rate=0.0):
         super().__init__()
-        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm1 = VidropLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attention = VidropSelfAttention(config)
-        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm2 = VidropLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = VidropMLP(config)
         self.drop_path_rate = drop_path_rate
 
     def forward(self, hidden_states, rotary=None):
         """`(B, L, D)` -> `(B, L, D)`; `rotary` as in `VidropSelfAttention`."""
-        hidden_states = hidden_states + drop_path(
-            self.attention(self.norm1(hidden_states), rotary), self.drop_path_rate, self.training
-        )
-        return hidden_states + drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training)
+        attended = _masked(self.attention(self.norm1(hidden_states), rotary), self.growth_mask)
+        hidden_states = hidden_states + drop_path(attended, self.drop_path_rate, self.training)
+        mixed = _masked(self.mlp(self.norm2(hidden_states)), self.growth_mask)
+        return hidden_states + drop_path(mixed, self.drop_path_rate, self.training)
 
 
 class VidropEncoder(nn.Module):
@@ -392,12 +438,21 @@ class VidropModel(VidropPreTrainedModel):
         self.embeddings = VidropEmbeddings(config)
         self.encoder = VidropEncoder(config)
         self.layernorm = (
-            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_final_layernorm else None
+            VidropLayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_final_layernorm else None
         )
         self.post_init()
 
     def get_input_embeddings(self):
         return self.embeddings.patch_embeddings
+
+    def set_growth_masks(self, masks):
+        """Fade a growth's new units in: `masks` maps submodule names (`"embeddings"`, `"encoder.layer.3"`,
+        `"encoder.layer.3.norm1"`, `".attention"`, `".mlp"`, `"layernorm"`) to their `growth_mask`
+        (`vidrop.expansion.fade_masks`); a module not named, or `masks=None`, computes as usual."""
+        masks = masks or {}
+        for name, module in self.named_modules():
+            if hasattr(module, "growth_mask"):
+                module.growth_mask = masks.get(name)
 
     def _rotary(self, pixel_values, keep_indices, dtype):
         """`(cos, sin)` `(B, 1, [1 +] K, D/h)` of `rope_3d` for the encoded tokens (the CLS token unturned)."""

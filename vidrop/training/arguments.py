@@ -129,6 +129,11 @@ class TrainArguments:
                           "at any value; the clones of a widened model separate faster with more: see BENCHMARKS.md)"},
     )
     growth_warmup_steps: int = field(default=10, metadata={"help": "learning-rate re-warm steps after a growth"})
+    growth_fade_steps: int = field(
+        default=0,
+        metadata={"help": "0: grow by copies (with --growth_noise); N > 0: grow by masks, new units fresh and faded "
+                          "in over N steps (masked structural growth; the function is kept at the growth)"},
+    )
     growth_teacher_momentum: float | None = field(
         default=None,
         metadata={"help": "after a growth, restart the teacher's EMA momentum at this value, rising (cosine) to "

@@ -6,6 +6,10 @@ A growth gathers the full fp32 student parameters and moments from the engine (a
 builds a new engine around the grown model with the moments put back and Adam's step count kept. The global batch
 does not change. A resumed run rebuilds the shape its step had reached: a checkpoint at the growth step holds the
 model before the growth, which then happens again.
+
+With `fade_steps > 0` a growth is by masks (`vidrop.expansion.grow_masked`): new units start fresh and are faded in
+linearly over that many steps by the models' growth masks, which follow from the step (a resumed run sets them
+again).
 """
 
 import json
@@ -21,7 +25,7 @@ from deepspeed.utils import (
     safe_set_full_optimizer_state,
 )
 
-from ..expansion import SHAPE_FIELDS, grow, grow_adam_state, target_config
+from ..expansion import SHAPE_FIELDS, fade_masks, grow, grow_adam_state, grow_masked, target_config
 from ..models import PRESETS, VidropConfig
 from ..ssl import SelfDistillation
 from .engine import build_engine
@@ -119,8 +123,9 @@ def _prepare_adam_state(engine, step):
     _link_adam_state(engine)
 
 
-def grow_run(engine, model, target, ds_config, learning_rate, weight_decay, noise, seed):
-    """Grow a running `SelfDistillation` and its engine into the configuration `target` -> `(engine, model)`.
+def grow_run(engine, model, target, ds_config, learning_rate, weight_decay, noise, seed, masked=False):
+    """Grow a running `SelfDistillation` and its engine into the configuration `target` -> `(engine, model)`, by
+    copies (`vidrop.expansion.grow`) or, `masked`, by masks (`grow_masked`; the caller sets the masks).
 
     Call it on every rank at the same step; the returned engine continues the run.
     """
@@ -129,9 +134,13 @@ def grow_run(engine, model, target, ds_config, learning_rate, weight_decay, nois
     others = {k: v.cpu() for k, v in model.state_dict().items() if not k.startswith("student.")}  # centering
     teacher = {k: v.cpu() for k, v in model.teacher.state_dict().items()}
     config = model.config
-    student = grow(config, {**parameters, **buffers}, target, "weight", noise, seed).state
-    grown_teacher = grow(config, teacher, target, "weight", noise, seed).state
-    grown_moments = grow_adam_state(config, parameters, moments, target, seed)
+    if masked:
+        student = grow_masked(config, {**parameters, **buffers}, target, "weight", seed).state
+        grown_teacher = grow_masked(config, teacher, target, "weight", seed).state
+    else:
+        student = grow(config, {**parameters, **buffers}, target, "weight", noise, seed).state
+        grown_teacher = grow(config, teacher, target, "weight", noise, seed).state
+    grown_moments = grow_adam_state(config, parameters, moments, target, seed, masked=masked)
     del engine
     grown = SelfDistillation(target)
     grown.load_state_dict({**{f"student.{k}": v for k, v in student.items()}, **others})
@@ -169,17 +178,52 @@ class RunGrowth:
         teacher_momentum: if set, the teacher's EMA momentum restarts at this value after each growth and rises
             (cosine) to the run's final momentum at its last step, so that the grown teacher follows the grown
             student as the run's teacher followed its student at the start; None keeps the run's momentum schedule.
+        fade_steps: 0 grows by copies (with `noise`); more grows by masks, fading the new units in over that many
+            steps (each fade must end before the next growth and the run's end: `check_steps`).
     """
 
     def __init__(self, schedule, base, ds_config, learning_rate, weight_decay, noise=1.0, seed=0, warmup_steps=10,
-                 teacher_momentum=None):
+                 teacher_momentum=None, fade_steps=0):
         self.stages = parse_growth_schedule(schedule)
+        if fade_steps < 0:
+            raise ValueError(f"growth fade_steps={fade_steps}: allowed: 0 (growth by copies) or more steps")
+        self.fade_steps, self._masked = fade_steps, None  # (model id, fraction) last set
+        self.check_steps(None)
         self.configs = stage_configs(base, self.stages)
         self.ds_config, self.learning_rate, self.weight_decay = ds_config, learning_rate, weight_decay
         self.noise, self.seed, self.warmup_steps = noise, seed, warmup_steps
         if teacher_momentum is not None and not 0 <= teacher_momentum <= 1:
             raise ValueError(f"growth teacher_momentum={teacher_momentum}: allowed: None, or a value in [0, 1]")
         self.teacher_momentum = teacher_momentum
+
+    def check_steps(self, max_steps):
+        """A `ValueError` if a fade would overlap the next growth or (with `max_steps`) outlast the run, whose
+        exported model would then differ from the masked one that was trained."""
+        ends = [stage.step + self.fade_steps for stage in self.stages[1:]]
+        limits = [stage.step for stage in self.stages[2:]] + ([max_steps] if max_steps is not None else [])
+        for end, limit in zip(ends, limits):
+            if self.fade_steps and end > limit:
+                raise ValueError(f"a growth's fade of {self.fade_steps} steps ends at step {end}, after the next "
+                                 f"growth or the run's end at {limit}; allowed: fade_steps that fit between them")
+
+    def fade(self, model, step):
+        """Set the growth masks of `model` (student and teacher backbones), which has taken `step` steps: the
+        latest growth's new units weighed by `(step - growth step) / fade_steps`, none once faded in."""
+        index = stage_at(self.stages, step)
+        fraction = 1.0 if not index or not self.fade_steps else (step - self.stages[index].step) / self.fade_steps
+        self._set_masks(model, index, fraction)
+
+    def _set_masks(self, model, index, fraction):
+        """Masks for the growth into stage `index` at `fraction` (set only when they change for this model)."""
+        if (id(model), fraction) == self._masked:
+            return
+        masks = None
+        if fraction < 1:
+            device = next(model.student.parameters()).device
+            masks = fade_masks(self.configs[index - 1], self.configs[index], fraction, device=device)
+        for backbone in (model.student["backbone"], model.teacher["backbone"]):
+            backbone.set_growth_masks(masks)
+        self._masked = (id(model), fraction)
 
     def config_at(self, step):
         """The configuration of a model that has taken `step` steps."""
@@ -209,7 +253,8 @@ class RunGrowth:
         target = self.due(step)
         before = _eval_loss(engine, batch, teacher_temperature)
         engine, model = grow_run(engine, model, target, self.ds_config, self.learning_rate, self.weight_decay,
-                                 self.noise, self.seed + step)
+                                 self.noise, self.seed + step, masked=self.fade_steps > 0)
+        self._set_masks(model, stage_at(self.stages, step + 1), 0.0 if self.fade_steps else 1.0)
         after = _eval_loss(engine, batch, teacher_temperature)
         logger.info("growth at step %d: loss %.6g before, %.6g after", step, before, after)
         if writer is not None:

@@ -135,7 +135,8 @@ def pretrain(model_args, data_args, train_args):
     if train_args.growth_schedule:
         growth = RunGrowth(train_args.growth_schedule, config, ds_config, train_args.learning_rate,
                            train_args.weight_decay, train_args.growth_noise, train_args.seed,
-                           train_args.growth_warmup_steps, train_args.growth_teacher_momentum)
+                           train_args.growth_warmup_steps, train_args.growth_teacher_momentum,
+                           train_args.growth_fade_steps)
         config = growth.configs[0]  # config.json records the first shape; the schedule grows it
     _check_dataset(data_args.train_dataset)
     if data_args.eval_dataset:
@@ -155,6 +156,8 @@ def pretrain(model_args, data_args, train_args):
         clips_per_step = train_args.micro_batch_size * train_args.gradient_accumulation_steps * world_size
         train_args.max_steps = _steps_for_epochs(data_args.train_dataset, train_args.num_epochs, clips_per_step)
         logger.info("%g epochs = %d steps", train_args.num_epochs, train_args.max_steps)
+    if growth is not None:
+        growth.check_steps(train_args.max_steps)
 
     _seed_everything(train_args.seed)
     resume_step = int(resume_tag.split("-")[1]) if resume_tag else 0
@@ -235,6 +238,8 @@ def _train(running, loader, stream, schedules, args, data_args, output_dir, step
     progress = tqdm(total=args.max_steps, initial=step, desc="pretrain", unit="step", disable=rank != 0)
     while step < args.max_steps:
         values = schedules.at(step) if growth is None else growth.at(step, schedules)
+        if growth is not None:
+            growth.fade(model, step)
         set_schedule(engine, values["lr"], values["weight_decay"])
         for micro_step in range(args.gradient_accumulation_steps):
             epoch, batch = next(batches)
