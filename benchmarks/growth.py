@@ -7,7 +7,8 @@ heads of 32, MLP 384), grows into it at `--grow_at` (default half of `--max_step
 (`--small` / `--target` set other shapes, as JSON shape fields), and trains until it has spent the baseline's FLOPs
 (`--grown_steps` sets another length). Reported: wall-clock and FLOPs (a training step's forward and backward
 counted by `torch.utils.flop_counter`, teacher included, times the steps) for the grown run to reach the baseline's
-final SSL loss after its growth (both curves averaged over `--window` steps), and the linear-probe / k-NN scores of
+final SSL loss after its growth (both curves averaged over `--window` steps; with each run's final teacher entropy,
+the part of that cross-entropy the student cannot lower), and the linear-probe / k-NN scores of
 both final teachers (mean over held-out splits of the probe set of `benchmarks/is_it_learning.py`,
 `vidrop.evaluation`). Goal: at most 0.75x the compute, probe no worse than 1 point lower.
 
@@ -64,10 +65,10 @@ def step_flops(shape, micro_batch_size, overrides):
     return counter.get_total_flops()
 
 
-def loss_curve(run):
-    """`[(step, seconds since the run's first step, loss)]` from a run's TensorBoard."""
+def loss_curve(run, tag="train/loss"):
+    """`[(step, seconds since the run's first step, value)]` of a scalar (the loss) from a run's TensorBoard."""
     events = EventAccumulator(str(run / "tensorboard")).Reload()
-    scalars = events.Scalars("train/loss")
+    scalars = events.Scalars(tag)
     start = scalars[0].wall_time - (scalars[1].wall_time - scalars[0].wall_time)
     return [(e.step, e.wall_time - start, e.value) for e in scalars]
 
@@ -79,6 +80,16 @@ def smoothed(curve, window):
         recent = [value for *_, value in curve[max(0, i - window + 1): i + 1]]
         averaged.append((step, seconds, sum(recent) / len(recent)))
     return averaged
+
+
+def teacher_entropy(run, window):
+    """The teacher's target entropy (CLS plus patch) at the end of a `dino_ibot` run, averaged over `window` steps:
+    the part of the SSL loss (a cross-entropy) that the student cannot lower; None for other losses."""
+    try:
+        return sum(smoothed(loss_curve(run, f"train/teacher_{part}_entropy"), window)[-1][2]
+                   for part in ("cls", "patch"))
+    except KeyError:
+        return None
 
 
 def main():
@@ -134,14 +145,18 @@ def main():
           f"{torch.get_num_threads()} threads; losses averaged over {args.window} steps")
     print(f"FLOPs per step: target {flops_target / 1e9:.2f} G, small {flops_small / 1e9:.2f} G "
           f"({flops_small / flops_target:.2f}x)")
-    print(f"{'run':<8} {'final loss':>10} {'seconds':>8} {'TFLOPs':>8} {'linear probe %':>14} {'k-NN %':>8}")
+    print(f"{'run':<8} {'final loss':>10} {'teacher entropy':>15} {'seconds':>8} {'TFLOPs':>8} {'linear probe %':>14} "
+          f"{'k-NN %':>8}")
     top1 = {}
     for name, curve in (("scratch", scratch), ("grown", grown)):
         model = VidropModel.from_pretrained(workdir / name / "teacher")
         scores = mean_probe(lambda d, a, m=model: vidrop_features(m, d, a), probe_set, args.seeds)
         top1[name], knn = scores["linear_probe_top1"], scores["knn_top1"]
         flops = flops_until(grown_steps) if name == "grown" else budget
-        print(f"{name:<8} {curve[-1][2]:>10.4f} {curve[-1][1]:>8.1f} {flops / 1e12:>8.2f} {top1[name]:>14.1f} {knn:>8.1f}")
+        entropy = teacher_entropy(workdir / name, args.window)
+        entropy = "-" if entropy is None else f"{entropy:.4f}"
+        print(f"{name:<8} {curve[-1][2]:>10.4f} {entropy:>15} {curve[-1][1]:>8.1f} {flops / 1e12:>8.2f} "
+              f"{top1[name]:>14.1f} {knn:>8.1f}")
     if reached is None:
         print(f"the grown run did not reach the baseline's final loss {goal:.4f} after its growth, within "
               f"{grown_steps} steps ({flops_until(grown_steps) / budget:.2f}x the baseline's compute, "
