@@ -395,11 +395,14 @@ def _check_masked(config, target):
 
 def _fresh_state(target, role, seed):
     """A freshly initialised student of `target` in the `grow` layout (seeded, so the student and its teacher
-    draw alike), or zeros of its shapes for Adam's moments."""
+    draw alike), or zeros of its shapes for Adam's moments (shapes taken on the meta device: nothing drawn)."""
+    if role != "weight":
+        with torch.device("meta"):
+            shapes = SelfDistillation(target).student.state_dict()
+        return {k: torch.zeros(v.shape) for k, v in shapes.items()}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        state = SelfDistillation(target).student.state_dict()
-    return {k: v.float() if role == "weight" else torch.zeros_like(v, dtype=torch.float32) for k, v in state.items()}
+        return {k: v.float() for k, v in SelfDistillation(target).student.state_dict().items()}
 
 
 def grow_masked(config, state, target, role="weight", seed=0, placement="interleaved"):

@@ -376,7 +376,7 @@ class VidropEncoder(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers, device="cpu").tolist()
         self.layer = nn.ModuleList([VidropLayer(config, rate) for rate in rates])
         self.gradient_checkpointing = False
 
