@@ -198,7 +198,8 @@ def main():
     fraction, gap = sum(fractions) / len(fractions), sum(gaps) / len(gaps)
     runs_text = f" over {len(gaps)} seeds" if len(gaps) > 1 else ""
     per_seed = " / ".join("not reached" if f == math.inf else f"{f:.2f}x" for f in fractions)
-    print(f"compute to reach the baseline's loss{runs_text} (goal <= 0.75x): {fraction:.2f}x ({per_seed}): "
+    mean_fraction = "not reached by every pair" if fraction == math.inf else f"{fraction:.2f}x"
+    print(f"compute to reach the baseline's loss{runs_text} (goal <= 0.75x): {mean_fraction} ({per_seed}): "
           f"{'met' if fraction <= 0.75 else 'MISSED'}")
     print(f"probe grown - scratch{runs_text} (goal >= -1): {gap:+.1f} points "
           f"({' / '.join(f'{g:+.1f}' for g in gaps)}): {'met' if gap >= -1 else 'MISSED'}")
