@@ -328,6 +328,17 @@ def test_new_units_start_fresh_and_learn_only_once_faded_in(tiny_config):
     assert 0.01 < float(fc1[96:].std()) < 0.03  # initializer_range 0.02, not a copy of the old rows
     assert all(torch.equal(a, b) for a, b in zip(big.state_dict().values(), again.state_dict().values()))
     assert not torch.equal(fc1, other.encoder.layer[0].mlp.fc1.weight)
+    # a teacher grown from the student's result gets the same new units as one drawn again with the seed
+    teacher = {f"backbone.{k}": v + 1 for k, v in small.state_dict().items()}
+    student = {f"backbone.{k}": v for k, v in grown.state.items()}
+    unchanged = {k: v.clone() for k, v in student.items()}
+    drawn_again = grow_masked(config, teacher, target, seed=3).state
+    from_student = grow_masked(config, teacher, target, fresh=student).state
+    assert drawn_again.keys() == from_student.keys()
+    assert all(torch.equal(drawn_again[k], from_student[k]) for k in drawn_again)
+    assert all(torch.equal(student[k], unchanged[k]) for k in student)  # read, not changed
+    with pytest.raises(ValueError, match="role='weight'"):
+        grow_masked(config, teacher, target, "exp_avg", fresh=student)
     for fraction, learns in ((0.0, False), (0.25, True)):
         big.zero_grad()
         big.set_growth_masks(fade_masks(config, grown.config, fraction))

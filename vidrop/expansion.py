@@ -405,21 +405,31 @@ def _fresh_state(target, role, seed):
         return {k: v.float() for k, v in SelfDistillation(target).student.state_dict().items()}
 
 
-def grow_masked(config, state, target, role="weight", seed=0, placement="interleaved"):
+def grow_masked(config, state, target, role="weight", seed=0, placement="interleaved", fresh=None):
     """Grow `(config, state)` into `target` (see `target_config`) by masks: the small model's weights fill the
     leading slices of a fresh `target` model (its old blocks where `depth_order` puts them; per head, its leading
     channels), every other unit stays as drawn (Adam's moments: zero), and queries are scaled by `sqrt(d'/d)`
     for the softmax scale. The grown model computes the small model's function under `fade_masks(..., 0.0)`;
-    features map back by taking the first `D` channels."""
+    features map back by taking the first `D` channels.
+
+    `fresh`: the `.state` of another `grow_masked` weight growth from the same shapes (read, not changed), whose
+    new units are taken instead of drawing the target model again with `seed`: a teacher grown after its student
+    gets the student's draws."""
     _check_role(role)
     target = target_config(config, target)
     _check_masked(config, target)
+    if fresh is not None and role != "weight":
+        raise ValueError(f"fresh units for role={role!r}; allowed: role='weight' (moments start at zero)")
     heads, head_dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
     new_heads, new_head_dim = target.num_attention_heads, target.hidden_size // target.num_attention_heads
     order = depth_order(config.num_hidden_layers, target.num_hidden_layers, placement)
     query_scale = _scale(role, math.sqrt(new_head_dim / head_dim))
     grown = {}
-    for key, big in _fresh_state(target, role, seed).items():
+    if fresh is None:
+        drawn = _fresh_state(target, role, seed)
+    else:  # filled in place below, so copied
+        drawn = {k: v.to(torch.float32, copy=True) for k, v in fresh.items()}
+    for key, big in drawn.items():
         source = key
         if match := re.match(r"backbone\.encoder\.layer\.(\d+)\.(.*)", key):
             old_index, is_new = order[int(match[1])]

@@ -136,7 +136,7 @@ def grow_run(engine, model, target, ds_config, learning_rate, weight_decay, nois
     config = model.config
     if masked:
         student = grow_masked(config, {**parameters, **buffers}, target, "weight", seed).state
-        grown_teacher = grow_masked(config, teacher, target, "weight", seed).state
+        grown_teacher = grow_masked(config, teacher, target, "weight", fresh=student).state  # same new units
     else:
         student = grow(config, {**parameters, **buffers}, target, "weight", noise, seed).state
         grown_teacher = grow(config, teacher, target, "weight", noise, seed).state
