@@ -33,13 +33,13 @@ import argparse
 import json
 import math
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 from probing import add_probe_arguments, mean_probe, probe_dataset
+from runs import pretrain
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -48,9 +48,7 @@ from vidrop.data import SSLCollator
 from vidrop.evaluation import vidrop_features
 from vidrop.ssl import SelfDistillation
 from vidrop.training.arguments import DEMO_OVERRIDES, TrainArguments, parse_overrides
-from vidrop.training.launch import deepspeed_command
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGET = {"hidden_size": 192, "num_hidden_layers": 6, "num_attention_heads": 3, "intermediate_size": 768}
 HALF = {"hidden_size": 96, "num_hidden_layers": 3, "num_attention_heads": 3, "intermediate_size": 384}
 
@@ -99,18 +97,6 @@ def teacher_entropy(run, window):
         return None
 
 
-def train(workdir, name, seed, steps, micro_batch, overrides, extra):
-    """Pre-train one run with `--seed seed` into `workdir/name[-seed<seed>]` (seed 0: the plain folder) unless it
-    finished there -> its folder."""
-    output = workdir / (name if seed == 0 else f"{name}-seed{seed}")
-    if not (output / "summary.json").exists():
-        command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--output_dir", output, "--seed", seed,
-                                    "--max_steps", steps, "--save_steps", steps, "--micro_batch_size", micro_batch,
-                                    "--config_overrides", overrides, *extra)
-        subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return output
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max_steps", type=int, default=200)
@@ -150,7 +136,8 @@ def main():
     runs = {"scratch": (args.max_steps, ["--growth_schedule", f"{target}:0"]),
             "grown": (grown_steps, ["--growth_schedule", f"{small}:0,{target}:{grow_at}",
                                     *shlex.split(args.grown_args)])}
-    folders = [{name: train(workdir, name, seed, steps, micro_batch, overrides, extra)
+    folders = [{name: pretrain(workdir, name, seed, "--max_steps", steps, "--save_steps", steps, "--micro_batch_size",
+                               micro_batch, "--config_overrides", overrides, *extra)[0]
                 for name, (steps, extra) in runs.items()} for seed in range(args.pretrain_seeds)]
     probe_set = probe_dataset(workdir / "outputs" / "data", args.probe_videos_per_class)
 

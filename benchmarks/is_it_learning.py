@@ -28,7 +28,6 @@ resolve the goal). Runs that already finished in the work folder are scored agai
 
 import argparse
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -36,27 +35,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from probing import add_probe_arguments, mean_probe, probe_dataset
+from runs import pretrain
 
 from vidrop import VidropModel
 from vidrop.evaluation import vidrop_features
-from vidrop.training.launch import deepspeed_command
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 ENCODERS = ("trained", "random weights (baseline)", "trained, frame-shuffled clips (control)")
-
-
-def pretrain(workdir, seed, pretrain_args):
-    """Pre-train the recipe with `--seed seed` into `workdir/outputs/demo[-seed<seed>]` (seed 0: the plain folder,
-    so that earlier work folders are reused) unless that run finished -> (its folder, the command)."""
-    output = workdir / "outputs" / ("demo" if seed == 0 else f"demo-seed{seed}")
-    seed_args = ["--seed", seed] if seed else []
-    command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--output_dir", output, *seed_args,
-                                *shlex.split(pretrain_args))
-    if not (output / "summary.json").exists():
-        subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return output, command
 
 
 def score_run(output, seed, dataset, probe_seeds):
@@ -87,7 +72,8 @@ def main():
         parser.error(f"--pretrain_seeds {args.pretrain_seeds}: allowed: 1 or more")
     workdir = Path(args.workdir or tempfile.mkdtemp())
     workdir.mkdir(parents=True, exist_ok=True)
-    runs = [pretrain(workdir, seed, args.pretrain_args) for seed in range(args.pretrain_seeds)]
+    runs = [pretrain(workdir, "outputs/demo", seed, *shlex.split(args.pretrain_args))
+            for seed in range(args.pretrain_seeds)]
     dataset = probe_dataset(workdir / "outputs" / "data", args.probe_videos_per_class)
     scores = [score_run(output, seed, dataset, args.seeds) for seed, (output, _) in enumerate(runs)]
 
