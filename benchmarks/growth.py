@@ -16,7 +16,8 @@ A run's teacher probes 2-4 points differently from the next run of the same comm
 (default 3) trains N pairs (scratch and grown, `--seed 0..N-1`; seed 0 in the plain folders), compares each grown
 run with the scratch run of its seed, and judges the goals on the mean over pairs (a pair whose grown run never
 reaches its baseline's loss misses the compute half). Runs that finished in `--workdir` are scored again without
-training, so more seeds can be added to a finished study.
+training, so more seeds can be added to a finished study (a finished run whose recorded arguments differ from the
+ones this invocation would give it is an error naming them).
 
     python benchmarks/growth.py
     python benchmarks/growth.py --max_steps 400 --grow_at 100
@@ -128,7 +129,7 @@ def main():
     budget = flops_target * args.max_steps
     # the grown run's length at the baseline's compute: its small steps are cheaper, so it gets more of them
     grown_steps = args.grown_steps or grow_at + math.ceil((budget - flops_small * grow_at) / flops_target)
-    workdir = Path(args.workdir or tempfile.mkdtemp())
+    workdir = Path(args.workdir or tempfile.mkdtemp()).resolve()  # the runs start inside it
     workdir.mkdir(parents=True, exist_ok=True)
     small, target = workdir / "small.json", workdir / "target.json"
     small.write_text(json.dumps(args.small))

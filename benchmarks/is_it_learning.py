@@ -18,7 +18,8 @@ seed, compressed the same way and built once in the work folder; the probe is fi
 the other (400 + 400 videos: one video is 0.25 points; with 40 per class the probe is starved of data and
 both encoders score lower, see BENCHMARKS.md). `--probe_videos_per_class 0` scores on the held-out half
 of the embedded dataset itself (12 videos per class, so 48 scored videos and 2 points each: too coarse to
-resolve the goal). Runs that already finished in the work folder are scored again without pre-training.
+resolve the goal). Runs that already finished in the work folder are scored again without pre-training (a
+finished run trained with other arguments is an error naming them).
 
     python benchmarks/is_it_learning.py                   # the default recipe as it is, three runs
     python benchmarks/is_it_learning.py --pretrain_args "--max_steps 1000 --micro_batch_size 8"
@@ -70,7 +71,7 @@ def main():
     args = parser.parse_args()
     if args.pretrain_seeds < 1:
         parser.error(f"--pretrain_seeds {args.pretrain_seeds}: allowed: 1 or more")
-    workdir = Path(args.workdir or tempfile.mkdtemp())
+    workdir = Path(args.workdir or tempfile.mkdtemp()).resolve()  # the runs start inside it
     workdir.mkdir(parents=True, exist_ok=True)
     runs = [pretrain(workdir, "outputs/demo", seed, *shlex.split(args.pretrain_args))
             for seed in range(args.pretrain_seeds)]

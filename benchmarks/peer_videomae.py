@@ -114,7 +114,7 @@ def main():
     parser.add_argument("--workdir", default=None, help="where to pre-train (default: a temporary folder)")
     add_probe_arguments(parser)
     args = parser.parse_args()
-    workdir = Path(args.workdir or tempfile.mkdtemp())
+    workdir = Path(args.workdir or tempfile.mkdtemp()).resolve()  # the runs start inside it
     workdir.mkdir(parents=True, exist_ok=True)
     points, summary, command = train_vidrop(workdir, args.pretrain_args)
     dataset = str(workdir / "outputs" / "data" / "synthetic")
