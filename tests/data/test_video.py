@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from vidrop.data.synthetic import render_motion
 from vidrop.data.video import VideoDecodeError, read_video, write_video
 
 
@@ -29,6 +30,16 @@ def test_resize_fps_and_max_frames(mp4):
     assert read_video(path, fps=6).frames.shape[0] == 12
     assert read_video(path, fps=24).frames.shape[0] == 48
     assert read_video(path, max_frames=5).frames.shape[0] == 5
+
+
+def test_the_same_frames_encode_to_the_same_file(tmp_path):
+    # an embedded-dataset video that x264's macroblock-tree rate control encoded three ways in ten calls
+    frames = render_motion("move_left", np.random.default_rng([1, 1, 0]))
+    encodings = set()
+    for i in range(10):
+        write_video(tmp_path / f"{i}.mp4", frames, fps=16)
+        encodings.add((tmp_path / f"{i}.mp4").read_bytes())
+    assert len(encodings) == 1
 
 
 def test_bad_files_are_decode_errors_with_a_reason(mp4, tmp_path):

@@ -86,13 +86,17 @@ def read_video(path, short_side=None, fps=None, max_frames=None):
 
 
 def write_video(path, frames, fps, codec="libx264", crf=18):
-    """Encode `(T, H, W, 3)` uint8 RGB frames (H, W even) to a video file (yuv420p)."""
+    """Encode `(T, H, W, 3)` uint8 RGB frames (H, W even) to a video file (yuv420p).
+
+    With libx264 the same frames give the same file: x264's macroblock-tree rate control is off, since with it
+    the encoder chose differently from one call to the next (up to 28 levels apart on 82% of a decoded synthetic
+    video's pixels), which made every build of the embedded dataset a different dataset."""
     height, width = frames.shape[1:3]
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=int(round(fps)))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
-            stream.options = {"crf": str(crf), "preset": "veryfast"}
+            stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"}
         for index, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame.pts = index
