@@ -39,7 +39,7 @@ def changed_arguments(output, arguments):
         return json.loads(json.dumps(values).replace(workdir, "<workdir>/"))
 
     saved = inside_workdir(json.loads((output / "arguments.json").read_text()))
-    new = inside_workdir(json.loads(json.dumps(resolved(*parse_arguments([str(a) for a in arguments])))))
+    new = inside_workdir(resolved(*parse_arguments([str(a) for a in arguments])))  # as stored: lists, not tuples
     return [f"{group}.{field}: {saved[group][field]!r} -> {value!r}"
             for group, fields in new.items() for field, value in fields.items()
             if field != "local_rank" and field in saved[group] and saved[group][field] != value]
