@@ -35,12 +35,10 @@ import json
 import math
 import shlex
 import sys
-import tempfile
-from pathlib import Path
 
 import torch
 from probing import add_probe_arguments, mean_probe, probe_dataset
-from runs import pretrain
+from runs import pretrain, work_folder
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -129,8 +127,7 @@ def main():
     budget = flops_target * args.max_steps
     # the grown run's length at the baseline's compute: its small steps are cheaper, so it gets more of them
     grown_steps = args.grown_steps or grow_at + math.ceil((budget - flops_small * grow_at) / flops_target)
-    workdir = Path(args.workdir or tempfile.mkdtemp()).resolve()  # the runs start inside it
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = work_folder(args.workdir)
     small, target = workdir / "small.json", workdir / "target.json"
     small.write_text(json.dumps(args.small))
     target.write_text(json.dumps(args.target))

@@ -30,17 +30,14 @@ finished run trained with other arguments is an error naming them).
 import argparse
 import shlex
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
 from probing import add_probe_arguments, mean_probe, probe_dataset
-from runs import pretrain
+from runs import pretrain, work_folder
 
 from vidrop import VidropModel
 from vidrop.evaluation import vidrop_features
-
 
 ENCODERS = ("trained", "random weights (baseline)", "trained, frame-shuffled clips (control)")
 
@@ -71,8 +68,7 @@ def main():
     args = parser.parse_args()
     if args.pretrain_seeds < 1:
         parser.error(f"--pretrain_seeds {args.pretrain_seeds}: allowed: 1 or more")
-    workdir = Path(args.workdir or tempfile.mkdtemp()).resolve()  # the runs start inside it
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = work_folder(args.workdir)
     runs = [pretrain(workdir, "outputs/demo", seed, *shlex.split(args.pretrain_args))
             for seed in range(args.pretrain_seeds)]
     dataset = probe_dataset(workdir / "outputs" / "data", args.probe_videos_per_class)

@@ -20,12 +20,12 @@ import json
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from probing import add_probe_arguments, mean_probe, probe_dataset
+from runs import work_folder
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import VideoMAEConfig, VideoMAEForPreTraining
@@ -114,8 +114,7 @@ def main():
     parser.add_argument("--workdir", default=None, help="where to pre-train (default: a temporary folder)")
     add_probe_arguments(parser)
     args = parser.parse_args()
-    workdir = Path(args.workdir or tempfile.mkdtemp()).resolve()  # the runs start inside it
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = work_folder(args.workdir)
     points, summary, command = train_vidrop(workdir, args.pretrain_args)
     dataset = str(workdir / "outputs" / "data" / "synthetic")
     probe_set = probe_dataset(workdir / "outputs" / "data", args.probe_videos_per_class)

@@ -2,12 +2,21 @@
 
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 
 from vidrop.training.arguments import parse_arguments, resolved
 from vidrop.training.launch import deepspeed_command
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def work_folder(workdir=None):
+    """The benchmark's work folder, made: `workdir` as an absolute path (the runs start inside it, so a relative
+    one would be read from there) or, when None, a new temporary folder."""
+    folder = Path(workdir or tempfile.mkdtemp()).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def pretrain(workdir, name, seed, *options):
