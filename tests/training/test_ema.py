@@ -47,6 +47,30 @@ def test_momentum_out_of_range_is_refused(tiny_config):
         update_teacher_from_engine(SelfDistillation(tiny_config()), -0.1)
 
 
+def test_the_backbone_can_follow_its_own_momentum(tiny_config):
+    """After a growth that restarts the heads' momentum only, the teacher's heads and backbone move at their own
+    rates towards the student."""
+    import torch
+
+    from vidrop.ssl import SelfDistillation
+    from vidrop.training.ema import update_teacher_from_engine
+
+    model = SelfDistillation(tiny_config())
+    with torch.no_grad():
+        for teacher_param, student_param in zip(model.teacher.parameters(), model.student.parameters()):
+            teacher_param.zero_()
+            student_param.fill_(1.0)
+    update_teacher_from_engine(model, 0.9, backbone_momentum=0.5)
+    moved = {name: float(param.mean()) for name, param in model.teacher.named_parameters()}
+    assert {name.split(".")[0] for name in moved} == {"backbone", "cls_head", "patch_head"}
+    for name, value in moved.items():
+        assert value == pytest.approx(0.5 if name.startswith("backbone.") else 0.1), name
+    update_teacher_from_engine(model, 0.9)  # one momentum for all
+    assert float(model.teacher["backbone"].embeddings.cls_token.mean()) == pytest.approx(0.55)
+    with pytest.raises(ValueError, match=r"backbone_momentum=1.5 is out of range; allowed: \[0, 1\]"):
+        update_teacher_from_engine(model, 0.9, backbone_momentum=1.5)
+
+
 def test_ds_configs_are_concrete_and_clip_explicitly():
     configs = sorted((Path(__file__).resolve().parents[2] / "ds_configs").glob("*.json"))
     assert [c.name for c in configs] == ["zero1.json", "zero2.json", "zero3.json", "zero3_offload.json"]

@@ -370,14 +370,17 @@ def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, res
                                                                       compressed_dataset, tmp_path):
     """A 2-rank run grows at step 2 (48 -> 96 wide, 2 -> 3 blocks, 6 heads, MLP 192): the objective on the same
     batch moves by less than 1%, and a run resumed from the checkpoint at the growth step, which holds the model
-    before it (ZeRO-2), or from one after it (ZeRO-3; by masks, ZeRO-2 half-way through the fade) ends with the
-    uninterrupted run's weights."""
+    before it (ZeRO-2), or from one after it (ZeRO-3; by masks, ZeRO-2 half-way through the fade, with the teacher
+    momentum restarted for its heads only) ends with the uninterrupted run's weights."""
     (tmp_path / "small.json").write_text(json.dumps(dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
                                                          intermediate_size=96)))
     (tmp_path / "grown.json").write_text(json.dumps(dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=6,
                                                          intermediate_size=192)))
     growth = ["--growth_schedule", f"{tmp_path / 'small.json'}:0,{tmp_path / 'grown.json'}:2", "--save_steps", "1",
               "--growth_teacher_momentum", "0.5", "--growth_fade_steps", str(fade_steps)]
+    heads_only = fade_steps > 0
+    if heads_only:
+        growth += ["--growth_teacher_heads_only", "True"]
     reference = tmp_path / "reference"
     _run(_command(compressed_dataset, reference, *growth, stage=stage, steps=4), tmp_path)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -388,6 +391,8 @@ def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, res
     momentum = {e.step: e.value for e in scalars.Scalars("schedule/momentum")}  # logged after the step it served
     assert momentum[2] > 0.99 and momentum[3] == pytest.approx(0.5)
     assert 0.5 < momentum[4] < 1.0
+    backbone = {e.step: e.value for e in scalars.Scalars("schedule/backbone_momentum")} if heads_only else {}
+    assert not heads_only or (backbone[3] > 0.99 and backbone[4] > backbone[3])
     teacher = AutoModel.from_pretrained(reference / "teacher")
     assert (teacher.config.hidden_size, teacher.config.num_hidden_layers, teacher.config.intermediate_size) == (96, 3, 192)
     summary = json.loads((reference / "summary.json").read_text())
@@ -423,8 +428,17 @@ def test_after_a_growth_the_learning_rate_and_optionally_the_teacher_momentum_re
     assert all(a < b for a, b in zip(momenta, momenta[1:]))
     assert momenta[30] == pytest.approx(0.95)  # half-way through the steps left, half-way up the cosine
     assert all(kept.at(s, schedules)["momentum"] == schedules.at(s)["momentum"] for s in range(101))
+    assert all("backbone_momentum" not in growth.at(s, schedules) for s in range(101))
+    heads = RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, teacher_momentum=0.9, teacher_heads_only=True)
+    assert heads.at(39, schedules) == schedules.at(39)  # before the growth: one momentum, the run's
+    for step in (40, 70, 100):  # after it: the heads restarted, the backbone on the run's schedule
+        values = heads.at(step, schedules)
+        assert values["momentum"] == growth.at(step, schedules)["momentum"]
+        assert values["backbone_momentum"] == schedules.at(step)["momentum"]
     with pytest.raises(ValueError, match="allowed: None, or a value in"):
         RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, teacher_momentum=1.5)
+    with pytest.raises(ValueError, match="allowed: teacher_heads_only with a teacher_momentum"):
+        RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, teacher_heads_only=True)
 
 
 def test_a_growth_by_masks_fades_its_new_units_in_over_its_steps():

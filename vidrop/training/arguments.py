@@ -140,6 +140,12 @@ class TrainArguments:
                           "final_momentum at the last step; unset: the run's momentum schedule goes on (a faster "
                           "teacher lowers the SSL loss without better features: BENCHMARKS.md, growth, session 12)"},
     )
+    growth_teacher_heads_only: bool = field(
+        default=False,
+        metadata={"help": "with --growth_teacher_momentum: restart only the momentum of the teacher's projection "
+                          "heads, whose targets must follow the grown features; its backbone keeps the run's "
+                          "schedule and so its long average (BENCHMARKS.md, growth, session 18)"},
+    )
     push_to_hub: str | None = field(
         default=None,
         metadata={"help": "at the end, push the teacher with its model card, summary and remote code to this Hub "

@@ -12,21 +12,25 @@ from deepspeed.utils import safe_get_full_fp32_param
 
 
 @torch.no_grad()
-def update_teacher_from_engine(model, momentum):
+def update_teacher_from_engine(model, momentum, backbone_momentum=None):
     """`teacher = momentum * teacher + (1 - momentum) * student` from the engine's fp32 master weights.
 
     Args:
         model: the `SelfDistillation` module the engine wraps (`engine.module`), on every rank.
         momentum: EMA momentum in [0, 1].
+        backbone_momentum: another momentum in [0, 1] for the teacher's backbone (its heads take `momentum`), as
+            after a growth that restarts the heads' momentum only; None: `momentum` for the whole teacher.
 
-    Must be called on every rank, after `engine.step()`, with the same `momentum`.
+    Must be called on every rank, after `engine.step()`, with the same momenta.
     """
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"momentum={momentum!r} is out of range; allowed: [0, 1]")
+    for name, value in (("momentum", momentum), ("backbone_momentum", backbone_momentum)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}={value!r} is out of range; allowed: [0, 1]")
     student = dict(model.student.named_parameters())
     for name, teacher_param in model.teacher.named_parameters():
         param = student[name]
         master = safe_get_full_fp32_param(param)  # collective under ZeRO-3; None without an fp32 master
         source = param.detach() if master is None else master
-        teacher_param.mul_(momentum).add_(source.to(teacher_param.device, torch.float32).view_as(teacher_param),
-                                         alpha=1.0 - momentum)
+        rate = backbone_momentum if backbone_momentum is not None and name.startswith("backbone.") else momentum
+        teacher_param.mul_(rate).add_(source.to(teacher_param.device, torch.float32).view_as(teacher_param),
+                                     alpha=1.0 - rate)

@@ -178,12 +178,15 @@ class RunGrowth:
         teacher_momentum: if set, the teacher's EMA momentum restarts at this value after each growth and rises
             (cosine) to the run's final momentum at its last step, so that the grown teacher follows the grown
             student as the run's teacher followed its student at the start; None keeps the run's momentum schedule.
+        teacher_heads_only: restart only the momentum of the teacher's projection heads (`at` then also returns
+            the run's momentum as `backbone_momentum`), so that the targets follow the grown features while the
+            teacher's backbone keeps its long average.
         fade_steps: 0 grows by copies (with `noise`); more grows by masks, fading the new units in over that many
             steps (each fade must end before the next growth and the run's end: `check_steps`).
     """
 
     def __init__(self, schedule, base, ds_config, learning_rate, weight_decay, noise=1.0, seed=0, warmup_steps=10,
-                 teacher_momentum=None, fade_steps=0):
+                 teacher_momentum=None, fade_steps=0, teacher_heads_only=False):
         self.stages = parse_growth_schedule(schedule)
         if fade_steps < 0:
             raise ValueError(f"growth fade_steps={fade_steps}: allowed: 0 (growth by copies) or more steps")
@@ -194,7 +197,10 @@ class RunGrowth:
         self.noise, self.seed, self.warmup_steps = noise, seed, warmup_steps
         if teacher_momentum is not None and not 0 <= teacher_momentum <= 1:
             raise ValueError(f"growth teacher_momentum={teacher_momentum}: allowed: None, or a value in [0, 1]")
-        self.teacher_momentum = teacher_momentum
+        if teacher_heads_only and teacher_momentum is None:
+            raise ValueError("growth teacher_heads_only restarts the heads' momentum at teacher_momentum, which is "
+                             "None; allowed: teacher_heads_only with a teacher_momentum")
+        self.teacher_momentum, self.teacher_heads_only = teacher_momentum, teacher_heads_only
 
     def check_steps(self, max_steps):
         """A `ValueError` if a fade would overlap the next growth or (with `max_steps`) outlast the run, whose
@@ -235,7 +241,8 @@ class RunGrowth:
 
     def at(self, step, schedules):
         """The run's `SSLSchedules` values at `step` after the latest growth: the learning rate re-warmed linearly,
-        and the teacher momentum restarted if `teacher_momentum` is set."""
+        and the teacher momentum restarted if `teacher_momentum` is set (with `teacher_heads_only`, the heads'
+        only: the run's momentum is then `backbone_momentum`)."""
         values = schedules.at(step)
         grown = [s.step for s in self.stages[1:] if s.step <= step]
         if not grown:
@@ -243,6 +250,8 @@ class RunGrowth:
         since = step - grown[-1]
         values["lr"] *= min(1.0, (since + 1) / self.warmup_steps)
         if self.teacher_momentum is not None:
+            if self.teacher_heads_only:
+                values["backbone_momentum"] = values["momentum"]
             values["momentum"] = cosine_schedule(since, max(1, schedules.total_steps - grown[-1]),
                                                  self.teacher_momentum, schedules.final_momentum)
         return values

@@ -136,7 +136,7 @@ def pretrain(model_args, data_args, train_args):
         growth = RunGrowth(train_args.growth_schedule, config, ds_config, train_args.learning_rate,
                            train_args.weight_decay, train_args.growth_noise, train_args.seed,
                            train_args.growth_warmup_steps, train_args.growth_teacher_momentum,
-                           train_args.growth_fade_steps)
+                           train_args.growth_fade_steps, train_args.growth_teacher_heads_only)
         config = growth.configs[0]  # config.json records the first shape; the schedule grows it
     _check_dataset(data_args.train_dataset)
     if data_args.eval_dataset:
@@ -256,7 +256,7 @@ def _train(running, loader, stream, schedules, args, data_args, output_dir, step
                 )
             engine.backward(loss)
             engine.step()
-        update_teacher_from_engine(engine.module, values["momentum"])
+        update_teacher_from_engine(engine.module, values["momentum"], values.get("backbone_momentum"))
         step += 1
         progress.update()
         if writer is not None and (step % args.logging_steps == 0 or step == args.max_steps):
