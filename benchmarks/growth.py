@@ -20,7 +20,7 @@ training, so more seeds can be added to a finished study (a finished run whose r
 ones this invocation would give it is an error naming them).
 
     python benchmarks/growth.py --micro_batch_size 16 --max_steps 400 --grown_args \
-        "--growth_fade_steps 150 --growth_teacher_momentum 0.9 --growth_teacher_heads_only True"  # closest so far
+        "--growth_fade_steps 150 --growth_teacher_momentum 0.9 --growth_teacher_heads_only True"  # compute half met
     python benchmarks/growth.py
     python benchmarks/growth.py --max_steps 400 --grow_at 100
     python benchmarks/growth.py --config_overrides head_bottleneck_size=32
