@@ -40,8 +40,7 @@ import sys
 
 import torch
 from probing import add_probe_arguments, mean_probe, probe_dataset
-from runs import pretrain, work_folder
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from runs import loss_curve, pretrain, work_folder
 from torch.utils.flop_counter import FlopCounterMode
 
 from vidrop import VidropConfig, VidropModel
@@ -69,14 +68,6 @@ def step_flops(shape, micro_batch_size, overrides):
         loss, _ = model(batch, teacher_temperature=0.07)
         loss.backward()
     return counter.get_total_flops()
-
-
-def loss_curve(run, tag="train/loss"):
-    """`[(step, seconds since the run's first step, value)]` of a scalar (the loss) from a run's TensorBoard."""
-    events = EventAccumulator(str(run / "tensorboard")).Reload()
-    scalars = events.Scalars(tag)
-    start = scalars[0].wall_time - (scalars[1].wall_time - scalars[0].wall_time)
-    return [(e.step, e.wall_time - start, e.value) for e in scalars]
 
 
 def smoothed(curve, window):

@@ -18,15 +18,12 @@ import argparse
 import copy
 import json
 import shlex
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 from probing import add_probe_arguments, mean_probe, probe_dataset
-from runs import work_folder
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from runs import loss_curve, pretrain, work_folder
 from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import VideoMAEConfig, VideoMAEForPreTraining
 
@@ -35,23 +32,13 @@ from vidrop.data import ClipStream, MultiCrop
 from vidrop.evaluation import extract_features, vidrop_features
 from vidrop.tokens import make_keep_indices
 from vidrop.training.export import export_from_checkpoint
-from vidrop.training.launch import deepspeed_command
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_vidrop(workdir, pretrain_args, name="vidrop"):
-    """The default recipe through the launcher into `workdir/name` -> `([(seconds, step, teacher folder)]` at its
-    checkpoints, summary, command)."""
-    output = workdir / name
-    command = deepspeed_command(ROOT / "launchers" / "pretrain.py", "--output_dir", output, "--save_steps", 50,
-                                *shlex.split(pretrain_args))
-    subprocess.run(command, check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    events = EventAccumulator(str(output / "tensorboard"))
-    events.Reload()
-    losses = events.Scalars("train/loss")
-    start = losses[0].wall_time - (losses[1].wall_time - losses[0].wall_time)  # step 1 took about one step
-    wall = {e.step: e.wall_time - start for e in losses}
+    """The default recipe through the launcher into `workdir/name` (reused once it finished, as every learning
+    benchmark's runs are) -> `([(seconds, step, teacher folder)]` at its checkpoints, summary, command)."""
+    output, command = pretrain(workdir, name, 0, "--save_steps", 50, *shlex.split(pretrain_args))
+    wall = {step: seconds for step, seconds, _ in loss_curve(output)}
     points = []
     for tag in sorted(p.name for p in (output / "checkpoints").glob("step-*")):
         step = int(tag.split("-")[1])
@@ -121,8 +108,8 @@ def main():
     config = VidropModel.from_pretrained(points[-1][2]).config
     budget = points[-1][0]
     seed = 0
-    mae = train_videomae(config, dataset, budget, [p[0] for p in points], summary["arguments"]["train"]["micro_batch_size"],
-                         args.videomae_learning_rate, seed=seed)
+    mae = train_videomae(config, dataset, budget, [p[0] for p in points],
+                         summary["arguments"]["train"]["micro_batch_size"], args.videomae_learning_rate, seed=seed)
 
     def mae_features(encoder):
         return lambda d, a: extract_features(
@@ -146,7 +133,8 @@ def main():
     print(f"{'model':<10} {'seconds':>8} {'step':>6} {'linear probe %':>14} {'k-NN %':>8}")
     torch.manual_seed(0)
     probe_row("ViDROP", 0.0, 0, vidrop_of(VidropModel(config)), "both")
-    vidrop_curve = [(seconds, probe_row("ViDROP", seconds, step, vidrop_of(VidropModel.from_pretrained(folder)), "both"))
+    vidrop_curve = [(seconds, probe_row("ViDROP", seconds, step, vidrop_of(VidropModel.from_pretrained(folder)),
+                                        "both"))
                     for seconds, step, folder in points]
     torch.manual_seed(seed)  # the initial weights of train_videomae's model
     mae_final = probe_row("VideoMAE", 0.0, 0, mae_features(videomae_model(config).videomae.eval()), "mean_patch")
@@ -154,7 +142,8 @@ def main():
         mae_final = probe_row("VideoMAE", seconds, step, mae_features(encoder), "mean_patch")
     reached = next((seconds for seconds, top1 in vidrop_curve if top1 >= mae_final), None)
     print("ViDROP reaches VideoMAE's final linear-probe accuracy after "
-          + (f"{reached:.1f} s ({reached / budget:.2f} of VideoMAE's time)" if reached is not None else "- (not reached)"))
+          + (f"{reached:.1f} s ({reached / budget:.2f} of VideoMAE's time)" if reached is not None
+             else "- (not reached)"))
     return 0
 
 
