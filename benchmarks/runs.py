@@ -1,4 +1,5 @@
-"""Shared by the learning benchmarks: a pre-training run per seed in a work folder, reused once it finished."""
+"""Shared by the learning benchmarks: a pre-training run per seed in a work folder (reused once it finished) and
+its curves from TensorBoard."""
 
 import json
 import subprocess
