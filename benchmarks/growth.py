@@ -40,10 +40,11 @@ import sys
 
 import torch
 from probing import add_probe_arguments, mean_probe, probe_dataset
-from runs import loss_curve, pretrain, work_folder
+from runs import pretrain, work_folder
 from torch.utils.flop_counter import FlopCounterMode
 
 from vidrop import VidropConfig, VidropModel
+from vidrop.ablation.report import loss_curve
 from vidrop.data import SSLCollator
 from vidrop.evaluation import vidrop_features
 from vidrop.ssl import SelfDistillation
@@ -82,11 +83,8 @@ def smoothed(curve, window):
 def teacher_entropy(run, window):
     """The teacher's target entropy (CLS plus patch) at the end of a `dino_ibot` run, averaged over `window` steps:
     the part of the SSL loss (a cross-entropy) that the student cannot lower; None for other losses."""
-    try:
-        return sum(smoothed(loss_curve(run, f"train/teacher_{part}_entropy"), window)[-1][2]
-                   for part in ("cls", "patch"))
-    except KeyError:
-        return None
+    curves = [loss_curve(run, f"train/teacher_{part}_entropy") for part in ("cls", "patch")]
+    return sum(smoothed(curve, window)[-1][2] for curve in curves) if all(curves) else None
 
 
 def main():

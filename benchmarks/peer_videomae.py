@@ -23,11 +23,12 @@ import time
 
 import torch
 from probing import add_probe_arguments, mean_probe, probe_dataset
-from runs import loss_curve, pretrain, work_folder
+from runs import pretrain, work_folder
 from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import VideoMAEConfig, VideoMAEForPreTraining
 
 from vidrop import VidropModel
+from vidrop.ablation.report import loss_curve
 from vidrop.data import ClipStream, MultiCrop
 from vidrop.evaluation import extract_features, vidrop_features
 from vidrop.tokens import make_keep_indices

@@ -1,12 +1,9 @@
-"""Shared by the learning benchmarks: a pre-training run per seed in a work folder (reused once it finished) and
-its curves from TensorBoard."""
+"""Shared by the learning benchmarks: a pre-training run per seed in a work folder, reused once it finished."""
 
 import json
 import subprocess
 import tempfile
 from pathlib import Path
-
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vidrop.training.arguments import parse_arguments, resolved
 from vidrop.training.launch import deepspeed_command
@@ -55,11 +52,3 @@ def changed_arguments(output, arguments):
     return [f"{group}.{field}: {saved[group][field]!r} -> {value!r}"
             for group, fields in new.items() for field, value in fields.items()
             if field != "local_rank" and field in saved[group] and saved[group][field] != value]
-
-
-def loss_curve(run, tag="train/loss"):
-    """`[(step, seconds since the run's first step, value)]` of a scalar (the loss) from a run's TensorBoard; the
-    first step is taken to have lasted as long as the second."""
-    scalars = EventAccumulator(str(Path(run) / "tensorboard")).Reload().Scalars(tag)
-    start = scalars[0].wall_time - (scalars[1].wall_time - scalars[0].wall_time)
-    return [(e.step, e.wall_time - start, e.value) for e in scalars]

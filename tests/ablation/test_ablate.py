@@ -89,3 +89,21 @@ def test_an_invalid_variant_stops_the_study_before_any_run(labelled_videos, tmp_
         capture_output=True, text=True, cwd=ROOT)
     assert result.returncode != 0 and "drop_rate=1.5 is out of range" in result.stderr
     assert not list((tmp_path / "out").rglob("variant.json"))
+
+
+def test_a_loss_curve_reads_every_step_with_its_seconds_from_tensorboard(tmp_path):
+    """Every event is kept (TensorBoard's default sampling keeps 10,000 of a long run's steps), seconds count from the run's first step
+    (taken to have lasted as long as the second), and a run without the scalar or without TensorBoard has none."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from vidrop.ablation.report import loss_curve
+
+    writer = SummaryWriter(tmp_path / "run" / "tensorboard")
+    for step in range(1, 12001):
+        writer.add_scalar("train/loss", 10.0 / step, step, walltime=1000.0 + 2.0 * step)
+    writer.close()
+    curve = loss_curve(tmp_path / "run")
+    assert len(curve) == 12000
+    assert curve[0] == (1, pytest.approx(2.0), pytest.approx(10.0))
+    assert curve[-1] == (12000, pytest.approx(24000.0), pytest.approx(10.0 / 12000))
+    assert loss_curve(tmp_path / "run", "train/cls_loss") == [] and loss_curve(tmp_path / "none") == []

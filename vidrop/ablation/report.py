@@ -128,16 +128,19 @@ def plot_metrics(study, summary, folder):
 
 
 def loss_curve(run_dir, tag="train/loss"):
-    """`(steps, values)` of a run's TensorBoard scalar `tag` (empty when it has none)."""
+    """`[(step, seconds since the run's first step, value)]` of a run's TensorBoard scalar `tag` (the loss), every
+    event kept; empty when the run has none. The first step is taken to have lasted as long as the second."""
     folder = Path(run_dir) / "tensorboard"
     if not folder.exists():
-        return [], []
+        return []
     accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})
     accumulator.Reload()
     if tag not in accumulator.Tags().get("scalars", []):
-        return [], []
+        return []
     events = accumulator.Scalars(tag)
-    return [e.step for e in events], [e.value for e in events]
+    first_step = events[1].wall_time - events[0].wall_time if len(events) > 1 else 0.0
+    start = events[0].wall_time - first_step
+    return [(e.step, e.wall_time - start, e.value) for e in events]
 
 
 def plot_loss_curves(study, rows, path):
@@ -147,7 +150,10 @@ def plot_loss_curves(study, rows, path):
     for row in rows:
         if row["status"] != "ok":
             continue
-        steps, values = loss_curve(row["run_dir"])
+        curve = loss_curve(row["run_dir"])
+        if not curve:
+            continue
+        steps, _, values = zip(*curve)
         colour = colours.setdefault(row["variant"], f"C{len(colours) % 10}")
         label = row["variant"] if row["seed"] == min(r["seed"] for r in rows if r["variant"] == row["variant"]) else None
         axes.plot(steps, values, color=colour, alpha=0.8, label=label)
