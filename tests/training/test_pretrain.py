@@ -371,7 +371,7 @@ def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, res
     """A 2-rank run grows at step 2 (48 -> 96 wide, 2 -> 3 blocks, 6 heads, MLP 192): the objective on the same
     batch moves by less than 1%, and a run resumed from the checkpoint at the growth step, which holds the model
     before it (ZeRO-2), or from one after it (ZeRO-3; by masks, ZeRO-2 half-way through the fade, with the teacher
-    momentum restarted for its heads only) ends with the uninterrupted run's weights."""
+    momentum restarted for its heads only and re-warmed over 2 steps) ends with the uninterrupted run's weights."""
     (tmp_path / "small.json").write_text(json.dumps(dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
                                                          intermediate_size=96)))
     (tmp_path / "grown.json").write_text(json.dumps(dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=6,
@@ -379,8 +379,8 @@ def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, res
     growth = ["--growth_schedule", f"{tmp_path / 'small.json'}:0,{tmp_path / 'grown.json'}:2", "--save_steps", "1",
               "--growth_teacher_momentum", "0.5", "--growth_fade_steps", str(fade_steps)]
     heads_only = fade_steps > 0
-    if heads_only:
-        growth += ["--growth_teacher_heads_only", "True"]
+    if heads_only:  # and back on the run's schedule over 2 steps
+        growth += ["--growth_teacher_heads_only", "True", "--growth_teacher_momentum_steps", "2"]
     reference = tmp_path / "reference"
     _run(_command(compressed_dataset, reference, *growth, stage=stage, steps=4), tmp_path)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -393,6 +393,7 @@ def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, res
     assert 0.5 < momentum[4] < 1.0
     backbone = {e.step: e.value for e in scalars.Scalars("schedule/backbone_momentum")} if heads_only else {}
     assert not heads_only or (backbone[3] > 0.99 and backbone[4] > backbone[3])
+    assert not heads_only or momentum[4] == pytest.approx((0.5 + backbone[4]) / 2)  # half-way back
     teacher = AutoModel.from_pretrained(reference / "teacher")
     assert (teacher.config.hidden_size, teacher.config.num_hidden_layers, teacher.config.intermediate_size) == (96, 3, 192)
     summary = json.loads((reference / "summary.json").read_text())
@@ -411,7 +412,8 @@ def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, res
 def test_after_a_growth_the_learning_rate_and_optionally_the_teacher_momentum_re_warm():
     """Before the growth the run's schedule is untouched; after it the learning rate ramps back over
     `warmup_steps`, and with `teacher_momentum` the EMA momentum restarts there and rises to its final value at the
-    last step; without it the run's momentum goes on."""
+    last step, or with `teacher_momentum_steps` returns to the run's schedule over those steps; without it the
+    run's momentum goes on."""
     from vidrop.training.growth import RunGrowth
     from vidrop.training.schedules import SSLSchedules
 
@@ -435,6 +437,15 @@ def test_after_a_growth_the_learning_rate_and_optionally_the_teacher_momentum_re
         values = heads.at(step, schedules)
         assert values["momentum"] == growth.at(step, schedules)["momentum"]
         assert values["backbone_momentum"] == schedules.at(step)["momentum"]
+    rewarm = RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, teacher_momentum=0.9, teacher_momentum_steps=20)
+    assert rewarm.at(39, schedules) == schedules.at(39)
+    momenta = [rewarm.at(step, schedules)["momentum"] for step in range(40, 101)]
+    run = [schedules.at(step)["momentum"] for step in range(40, 101)]
+    assert momenta[0] == pytest.approx(0.9) and all(a < b for a, b in zip(momenta[:21], momenta[1:21]))
+    assert momenta[10] == pytest.approx((0.9 + run[10]) / 2)  # half-way through the re-warm, half-way back
+    assert momenta[20:] == pytest.approx(run[20:], abs=0)  # then the run's schedule, as without a restart
+    with pytest.raises(ValueError, match="allowed: None, or 1 or more steps with a teacher_momentum"):
+        RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, teacher_momentum_steps=20)
     with pytest.raises(ValueError, match="allowed: None, or a value in"):
         RunGrowth("tiny:0,small:40", base, None, 1e-3, 0.04, teacher_momentum=1.5)
     with pytest.raises(ValueError, match="allowed: teacher_heads_only with a teacher_momentum"):

@@ -146,6 +146,12 @@ class TrainArguments:
                           "heads, whose targets must follow the grown features; its backbone keeps the run's "
                           "schedule and so its long average (BENCHMARKS.md, growth, session 18)"},
     )
+    growth_teacher_momentum_steps: int | None = field(
+        default=None,
+        metadata={"help": "with --growth_teacher_momentum: return from it to the run's momentum schedule (cosine) "
+                          "over this many steps after a growth, a re-warm of the teacher; unset: rise to "
+                          "final_momentum at the last step"},
+    )
     push_to_hub: str | None = field(
         default=None,
         metadata={"help": "at the end, push the teacher with its model card, summary and remote code to this Hub "

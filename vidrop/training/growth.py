@@ -181,12 +181,15 @@ class RunGrowth:
         teacher_heads_only: restart only the momentum of the teacher's projection heads (`at` then also returns
             the run's momentum as `backbone_momentum`), so that the targets follow the grown features while the
             teacher's backbone keeps its long average.
+        teacher_momentum_steps: with `teacher_momentum`, return (cosine) from it to the run's momentum schedule over
+            this many steps after each growth instead of rising to the final momentum at the run's last step: a
+            re-warm of the teacher, as `warmup_steps` is of the learning rate.
         fade_steps: 0 grows by copies (with `noise`); more grows by masks, fading the new units in over that many
             steps (each fade must end before the next growth and the run's end: `check_steps`).
     """
 
     def __init__(self, schedule, base, ds_config, learning_rate, weight_decay, noise=1.0, seed=0, warmup_steps=10,
-                 teacher_momentum=None, fade_steps=0, teacher_heads_only=False):
+                 teacher_momentum=None, fade_steps=0, teacher_heads_only=False, teacher_momentum_steps=None):
         self.stages = parse_growth_schedule(schedule)
         if fade_steps < 0:
             raise ValueError(f"growth fade_steps={fade_steps}: allowed: 0 (growth by copies) or more steps")
@@ -200,7 +203,11 @@ class RunGrowth:
         if teacher_heads_only and teacher_momentum is None:
             raise ValueError("growth teacher_heads_only restarts the heads' momentum at teacher_momentum, which is "
                              "None; allowed: teacher_heads_only with a teacher_momentum")
+        if teacher_momentum_steps is not None and (teacher_momentum is None or teacher_momentum_steps < 1):
+            raise ValueError(f"growth teacher_momentum_steps={teacher_momentum_steps} with teacher_momentum="
+                             f"{teacher_momentum}; allowed: None, or 1 or more steps with a teacher_momentum")
         self.teacher_momentum, self.teacher_heads_only = teacher_momentum, teacher_heads_only
+        self.teacher_momentum_steps = teacher_momentum_steps
 
     def check_steps(self, max_steps):
         """A `ValueError` if a fade would overlap the next growth or (with `max_steps`) outlast the run, whose
@@ -242,7 +249,8 @@ class RunGrowth:
     def at(self, step, schedules):
         """The run's `SSLSchedules` values at `step` after the latest growth: the learning rate re-warmed linearly,
         and the teacher momentum restarted if `teacher_momentum` is set (with `teacher_heads_only`, the heads'
-        only: the run's momentum is then `backbone_momentum`)."""
+        only: the run's momentum is then `backbone_momentum`), back on the run's schedule after
+        `teacher_momentum_steps` if set."""
         values = schedules.at(step)
         grown = [s.step for s in self.stages[1:] if s.step <= step]
         if not grown:
@@ -252,8 +260,12 @@ class RunGrowth:
         if self.teacher_momentum is not None:
             if self.teacher_heads_only:
                 values["backbone_momentum"] = values["momentum"]
-            values["momentum"] = cosine_schedule(since, max(1, schedules.total_steps - grown[-1]),
-                                                 self.teacher_momentum, schedules.final_momentum)
+            if self.teacher_momentum_steps is None:
+                values["momentum"] = cosine_schedule(since, max(1, schedules.total_steps - grown[-1]),
+                                                     self.teacher_momentum, schedules.final_momentum)
+            else:  # the restart's weight falls from 1 to 0 over teacher_momentum_steps
+                weight = cosine_schedule(since, self.teacher_momentum_steps, 1.0, 0.0)
+                values["momentum"] = weight * self.teacher_momentum + (1 - weight) * values["momentum"]
         return values
 
     def apply(self, engine, model, batch, step, teacher_temperature, writer=None):
