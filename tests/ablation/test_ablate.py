@@ -92,8 +92,9 @@ def test_an_invalid_variant_stops_the_study_before_any_run(labelled_videos, tmp_
 
 
 def test_a_loss_curve_reads_every_step_with_its_seconds_from_tensorboard(tmp_path):
-    """Every event is kept (TensorBoard's default sampling keeps 10,000 of a long run's steps), seconds count from the run's first step
-    (taken to have lasted as long as the second), and a run without the scalar or without TensorBoard has none."""
+    """Every event is kept (TensorBoard's default sampling keeps 10,000 of a long run's steps), seconds count from
+    the run's first step (taken to have lasted as long as the second), and a run without the scalar or without
+    TensorBoard has none."""
     from torch.utils.tensorboard import SummaryWriter
 
     from vidrop.ablation.report import loss_curve

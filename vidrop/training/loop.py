@@ -134,10 +134,12 @@ def pretrain(model_args, data_args, train_args):
     growth = None
     if train_args.growth_schedule:
         growth = RunGrowth(train_args.growth_schedule, config, ds_config, train_args.learning_rate,
-                           train_args.weight_decay, train_args.growth_noise, train_args.seed,
-                           train_args.growth_warmup_steps, train_args.growth_teacher_momentum,
-                           train_args.growth_fade_steps, train_args.growth_teacher_heads_only,
-                           train_args.growth_teacher_momentum_steps)
+                           train_args.weight_decay, noise=train_args.growth_noise, seed=train_args.seed,
+                           warmup_steps=train_args.growth_warmup_steps,
+                           teacher_momentum=train_args.growth_teacher_momentum,
+                           fade_steps=train_args.growth_fade_steps,
+                           teacher_heads_only=train_args.growth_teacher_heads_only,
+                           teacher_momentum_steps=train_args.growth_teacher_momentum_steps)
         config = growth.configs[0]  # config.json records the first shape; the schedule grows it
     _check_dataset(data_args.train_dataset)
     if data_args.eval_dataset:
