@@ -219,9 +219,13 @@ def pretrain(model_args, data_args, train_args):
     running = [engine, model]  # handed over: a growth replaces both, and no frame here may keep the old ones alive
     del engine, model
     try:
-        return _train(running, loader, stream, schedules, train_args, data_args, output_dir, step, epoch, growth)
+        summary = _train(running, loader, stream, schedules, train_args, data_args, output_dir, step, epoch, growth)
     finally:
         release_shared_memory()
+    # Local on every rank. Left to interpreter exit, Gloo's worker threads now and then abort the finished process
+    # ("terminate called without an active exception", exit -6) and the launcher reports the run as failed.
+    dist.destroy_process_group()
+    return summary
 
 
 def _train(running, loader, stream, schedules, args, data_args, output_dir, step, epoch, growth):
