@@ -36,7 +36,8 @@ def main():
         decode.append(frames / (time.perf_counter() - start))
         output = Path(tempfile.mkdtemp()) / "dataset"
         start = time.perf_counter()
-        totals = build_dataset(videos, output, CompressionOptions(num_clusters=args.num_clusters, short_side=args.short_side))
+        options = CompressionOptions(num_clusters=args.num_clusters, short_side=args.short_side)
+        totals = build_dataset(videos, output, options)
         build.append(totals["frames"] / (time.perf_counter() - start))
         shutil.rmtree(output.parent)
     decode_fps, build_fps = sorted(decode)[len(decode) // 2], sorted(build)[len(build) // 2]

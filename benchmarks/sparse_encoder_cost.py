@@ -55,7 +55,8 @@ def main():
         ratio, goal = seconds / dense, 1.15 * (1 - rate)
         failures += ratio > goal
         kept = max(1, round(math.prod(grid) * (1 - rate)))
-        print(f"{rate:>9.2f} {kept:>6} {seconds:>10.3f} {ratio:>7.3f} {goal:>7.3f}  {'ok' if ratio <= goal else 'MISSED'}")
+        verdict = "ok" if ratio <= goal else "MISSED"
+        print(f"{rate:>9.2f} {kept:>6} {seconds:>10.3f} {ratio:>7.3f} {goal:>7.3f}  {verdict}")
     return 1 if failures else 0
 
 

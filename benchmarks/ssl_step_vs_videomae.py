@@ -93,12 +93,14 @@ def main():
 
     config = VidropConfig.from_preset(args.preset)
     clips = torch.randn(args.batch, config.num_frames, 3, config.image_size, config.image_size, device=device)
-    print(f"backbone {args.preset} ({config.hidden_size} wide, {config.num_hidden_layers} blocks), batch {args.batch} x "
+    print(f"backbone {args.preset} ({config.hidden_size} wide, {config.num_hidden_layers} blocks), "
+          f"batch {args.batch} x "
           f"{config.num_frames} x {config.image_size}^2, device {device}, bf16 {args.bf16}, "
           f"threads {torch.get_num_threads()}, median of {args.repeats}")
     baseline = median_seconds(videomae_step(config, clips, device, autocast, args.seed), args.repeats, device=device)
     print(f"{'model':<44} {'s/step':>8} {'s/clip':>8} {'ratio':>7}")
-    print(f"{'VideoMAEForPreTraining, 90% masked (baseline)':<44} {baseline:>8.3f} {baseline / args.batch:>8.3f} {1:>7.3f}")
+    name = "VideoMAEForPreTraining, 90% masked (baseline)"
+    print(f"{name:<44} {baseline:>8.3f} {baseline / args.batch:>8.3f} {1:>7.3f}")
     for drop_rate in [config.drop_rate] + args.also_drop_rates:
         variant = VidropConfig.from_preset(args.preset, drop_rate=drop_rate)
         ours = median_seconds(vidrop_step(variant, clips, device, autocast, args.seed), args.repeats, device=device)

@@ -68,13 +68,15 @@ def main():
     args = parser.parse_args()
     if not args.skip_runs:
         workdir = tempfile.mkdtemp()
-        print(f"throughput, {args.steps} steps, micro batch 4 per rank, clips {parse_overrides(DEMO_OVERRIDES)['num_frames']}"
-              f"x{parse_overrides(DEMO_OVERRIDES)['image_size']}^2, CPU fp32")
+        demo = parse_overrides(DEMO_OVERRIDES)
+        print(f"throughput, {args.steps} steps, micro batch 4 per rank, clips {demo['num_frames']}"
+              f"x{demo['image_size']}^2, CPU fp32")
         print(f"{'backbone':<8} {'ranks':>5} {'ZeRO':>5} {'clips/s':>8}")
         for preset in ("tiny", "small"):
             for ranks in (1, 2):
                 for stage in (2, 3):
-                    print(f"{preset:<8} {ranks:>5} {stage:>5} {throughput(preset, ranks, stage, args.steps, workdir):>8.2f}")
+                    clips_per_second = throughput(preset, ranks, stage, args.steps, workdir)
+                    print(f"{preset:<8} {ranks:>5} {stage:>5} {clips_per_second:>8.2f}")
     print("\nper-GPU model-state memory, GB (DeepSpeed estimators: bf16 weights and gradients, fp32 Adam)")
     print(f"{'model':<6} {'params':>8} {'GPUs':>5} {'ZeRO-2':>7} {'ZeRO-3':>7} {'ZeRO-3 + CPU optimizer':>23}")
     for preset in ("base", "large", "huge"):

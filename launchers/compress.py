@@ -16,7 +16,9 @@ from vidrop.hub import HubPushError, push_dataset
 class CompressArguments:
     """Command-line arguments of `launchers/compress.py` (or a JSON / YAML file given as the only argument)."""
 
-    input_dir: str = field(metadata={"help": "folder of videos: flat, or one subfolder per class (names become labels)"})
+    input_dir: str = field(
+        metadata={"help": "folder of videos: flat, or one subfolder per class (names become labels)"}
+    )
     output_dir: str = field(metadata={"help": "dataset folder to write; an earlier build's folder is resumed"})
     num_clusters: int = field(default=16, metadata={"help": "palette size K per video, 2 to 256"})
     method: str = field(default="kmeans", metadata={"help": f"clusterer: {', '.join(CLUSTERERS)}"})
@@ -47,7 +49,8 @@ def main(argv=None):
     parser = HfArgumentParser(CompressArguments)
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        (args,) = parser.parse_yaml_file(argv[0]) if argv[0].endswith(("yaml", "yml")) else parser.parse_json_file(argv[0])
+        parse = parser.parse_yaml_file if argv[0].endswith(("yaml", "yml")) else parser.parse_json_file
+        (args,) = parse(argv[0])
     else:
         (args,) = parser.parse_args_into_dataclasses(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

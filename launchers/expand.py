@@ -17,8 +17,10 @@ from vidrop.expansion import DEPTH_PLACEMENTS, expand_folder
 @dataclass
 class ExpandArguments:
     from_pretrained: str = field(metadata={"help": "an HF VidropModel folder"})
-    to: str = field(metadata={"help": "a preset (tiny, small, base, large, huge) or a JSON file of VidropConfig "
-                                      "fields (hidden_size, num_attention_heads, intermediate_size, num_hidden_layers)"})
+    to: str = field(
+        metadata={"help": "a preset (tiny, small, base, large, huge) or a JSON file of VidropConfig fields "
+                          "(hidden_size, num_attention_heads, intermediate_size, num_hidden_layers)"}
+    )
     output_dir: str = field(metadata={"help": "where the grown folder is written"})
     noise: float = field(
         default=0.0,
@@ -26,7 +28,9 @@ class ExpandArguments:
                           "separate in training; 1.0 to train on, as pretrain.py's --growth_noise)"},
     )
     seed: int = field(default=0, metadata={"help": "seed of the noise"})
-    placement: str = field(default="interleaved", metadata={"help": f"where new blocks go: {', '.join(DEPTH_PLACEMENTS)}"})
+    placement: str = field(
+        default="interleaved", metadata={"help": f"where new blocks go: {', '.join(DEPTH_PLACEMENTS)}"}
+    )
 
 
 def main(argv=None):

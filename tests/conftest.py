@@ -9,6 +9,7 @@ import torch  # noqa: E402
 
 import vidrop  # noqa: E402
 
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_leftover_shared_memory():
     """Runs killed on purpose cannot release DeepSpeed's CPU all-reduce buffers: remove the session's ones."""
@@ -70,7 +71,9 @@ def ssl_batch(clip_batch):
         samples = []
         for i in range(batch):
             views = clip_batch(2, config.num_frames, config.image_size, seed=seed * 1000 + i)
-            small = clip_batch(config.num_small_crops, config.num_frames, config.small_crop_size, seed=seed * 1000 + 500 + i)
+            small = clip_batch(
+                config.num_small_crops, config.num_frames, config.small_crop_size, seed=seed * 1000 + 500 + i
+            )
             samples.append({"global_views": views, "small_views": small})
         return SSLCollator(config, seed=seed)(samples)
 

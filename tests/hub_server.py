@@ -158,7 +158,8 @@ def _handler(hub):
             repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
             prefix = "" if kind == "models" else "datasets/"
             if (kind, repo_id) in hub.repos:
-                return self._send(409, {"error": "You already created this repo", "url": f"{hub.url}/{prefix}{repo_id}"})
+                error = {"error": "You already created this repo", "url": f"{hub.url}/{prefix}{repo_id}"}
+                return self._send(409, error)
             hub.repos[(kind, repo_id)] = Repo(private=payload.get("visibility") == "private")
             return self._send(200, {"url": f"{hub.url}/{prefix}{repo_id}", "name": repo_id})
 

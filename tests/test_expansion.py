@@ -223,8 +223,8 @@ def test_student_and_teacher_grow_with_the_same_draws(tiny_config):
     (dict(patch_size=4, image_size=32), r"patch_size differs \(8 -> 4\)"),
     ("gigantic", r"target='gigantic' is not a preset"),
     (dict(hidden_size=60, num_attention_heads=2), r"cannot grow to a smaller shape: num_attention_heads=2 < 3"),
-    (dict(hidden_size=60, num_attention_heads=4), r"num_attention_heads=4 for hidden_size=60; allowed: at least 3 heads "
-                                                  r"of at least 16 channels"),
+    (dict(hidden_size=60, num_attention_heads=4),
+     r"num_attention_heads=4 for hidden_size=60; allowed: at least 3 heads of at least 16 channels"),
 ])
 def test_growing_to_a_smaller_or_incompatible_shape_is_an_error(tiny_config, target, message):
     config = tiny_config()

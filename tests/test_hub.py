@@ -83,7 +83,8 @@ model = AutoModel.from_pretrained("tester/tiny", trust_remote_code=True).eval()
 assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
 clips = torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 keep = torch.tensor([[0, 3, 5, 9], [1, 2, 30, 31]])
-torch.save([model(clips).last_hidden_state, model(clips, keep_indices=keep).last_hidden_state], {str(tmp_path / "out.pt")!r})
+outputs = [model(clips).last_hidden_state, model(clips, keep_indices=keep).last_hidden_state]
+torch.save(outputs, {str(tmp_path / "out.pt")!r})
 """
     result = subprocess.run([sys.executable, "-c", loader], capture_output=True, text=True, env=_env(hub, tmp_path),
                             cwd=tmp_path)
@@ -92,11 +93,15 @@ torch.save([model(clips).last_hidden_state, model(clips, keep_indices=keep).last
     model = VidropModel.from_pretrained(model_folder).eval()
     clips = torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert torch.equal(dense, model(clips).last_hidden_state)
-    assert torch.equal(sparse, model(clips, keep_indices=torch.tensor([[0, 3, 5, 9], [1, 2, 30, 31]])).last_hidden_state)
+    keep = torch.tensor([[0, 3, 5, 9], [1, 2, 30, 31]])
+    assert torch.equal(sparse, model(clips, keep_indices=keep).last_hidden_state)
 
 
-@pytest.mark.parametrize("status, advice", [(401, "the token was refused"), (403, "the token may not write to tester/tiny"),
-                                            (500, "the Hub failed; nothing was changed locally")])
+@pytest.mark.parametrize("status, advice", [
+    (401, "the token was refused"),
+    (403, "the token may not write to tester/tiny"),
+    (500, "the Hub failed; nothing was changed locally"),
+])
 def test_a_refused_push_is_a_clear_error_and_leaves_local_files(status, advice, hub, model_folder, tmp_path):
     before = _digest(model_folder)
     hub.refuse = status
@@ -155,8 +160,11 @@ def test_a_source_checkpoint_on_the_hub_is_converted_by_repo_id(hub, tmp_path):
     source = VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, hidden_size=48,
                                           num_hidden_layers=2, num_attention_heads=3, intermediate_size=96)).eval()
     source.save_pretrained(tmp_path / "videomae")
-    upload = f"from huggingface_hub import HfApi; HfApi().upload_folder(folder_path={str(tmp_path / 'videomae')!r}, " \
-             "repo_id='tester/videomae', repo_type='model', create_pr=False) if HfApi().create_repo('tester/videomae') else 0"
+    upload = (
+        f"from huggingface_hub import HfApi; HfApi().upload_folder(folder_path={str(tmp_path / 'videomae')!r}, "
+        "repo_id='tester/videomae', repo_type='model', create_pr=False) "
+        "if HfApi().create_repo('tester/videomae') else 0"
+    )
     result = subprocess.run([sys.executable, "-c", upload], capture_output=True, text=True, env=_env(hub, tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     _launch("convert.py", hub, tmp_path, "--from_pretrained", "tester/videomae", "--source", "videomae",

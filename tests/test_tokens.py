@@ -96,7 +96,9 @@ def test_block_drops_contiguous_3d_blocks():
         assert np.mean(block) < 0.2 * np.mean(random), (np.mean(block), np.mean(random))
     # a small drop is one box or two: 13 of 256 tokens make about 1 region, where scattered drops make about 12
     regions = [
-        _components(~_keep_mask(make_keep_indices((4, 8, 8), 1, 0.05, "block", torch.Generator().manual_seed(s)), (4, 8, 8))[0])
+        _components(
+            ~_keep_mask(make_keep_indices((4, 8, 8), 1, 0.05, "block", torch.Generator().manual_seed(s)), (4, 8, 8))[0]
+        )
         for s in range(30)
     ]
     assert np.mean(regions) < 1.5 and max(regions) <= 3

@@ -234,7 +234,8 @@ def _check_width(config, hidden_size, num_attention_heads):
         raise ValueError(f"hidden_size={hidden_size} is smaller than {old}; allowed: >= {old}")
     if num_attention_heads is None:
         num_attention_heads = hidden_size // head_dim if hidden_size % head_dim == 0 else heads
-    if num_attention_heads < heads or hidden_size % num_attention_heads or hidden_size // num_attention_heads < head_dim:
+    if (num_attention_heads < heads or hidden_size % num_attention_heads
+            or hidden_size // num_attention_heads < head_dim):
         raise ValueError(
             f"num_attention_heads={num_attention_heads} for hidden_size={hidden_size}; allowed: at least {heads} heads "
             f"of at least {head_dim} channels, dividing hidden_size"
@@ -351,11 +352,14 @@ def target_config(config, target):
     for name in ("tubelet_size", "patch_size", "num_channels", "position_embedding_type", "use_cls_token",
                  "use_final_layernorm", "hidden_act", "qkv_bias"):
         if getattr(target, name) != getattr(config, name):
-            raise ValueError(f"{name} differs ({getattr(config, name)!r} -> {getattr(target, name)!r}); allowed: "
-                             "growth changes only hidden_size, num_attention_heads, intermediate_size, num_hidden_layers")
+            raise ValueError(
+                f"{name} differs ({getattr(config, name)!r} -> {getattr(target, name)!r}); allowed: growth changes "
+                "only hidden_size, num_attention_heads, intermediate_size, num_hidden_layers"
+            )
     # a fixed sine-cosine table keeps its width (mapped into the wider stream by the position projection)
     sincos = config.position_embedding_type.startswith("sincos")
-    return VidropConfig(**{**target.to_dict(), "position_embedding_dim": config.position_embedding_dim if sincos else None})
+    position_embedding_dim = config.position_embedding_dim if sincos else None
+    return VidropConfig(**{**target.to_dict(), "position_embedding_dim": position_embedding_dim})
 
 
 def grow(config, state, target, role="weight", noise=0.0, seed=0, placement="interleaved"):

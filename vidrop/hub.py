@@ -100,7 +100,8 @@ def model_card(config, repo_id, which, run_dir=None, scores=None, license="apach
         "## Training",
     ]
     if summary:
-        parts.append("| | |\n| --- | --- |\n" + "\n".join(f"| {n} | {v} |" for n, v in _training_rows(summary, variant)))
+        rows = "\n".join(f"| {n} | {v} |" for n, v in _training_rows(summary, variant))
+        parts.append("| | |\n| --- | --- |\n" + rows)
     else:
         parts.append("Not recorded with this folder (no `summary.json` of a finished pre-training run).")
     scores = scores or summary.get("eval")
@@ -108,7 +109,8 @@ def model_card(config, repo_id, which, run_dir=None, scores=None, license="apach
     if scores:
         parts.append(
             "Frozen features, scikit-learn linear probe and cosine k-NN (`launchers/evaluate.py`).\n\n"
-            "| linear probe top-1 % | k-NN top-1 % | train videos | eval videos | features |\n| --- | --- | --- | --- | --- |\n"
+            "| linear probe top-1 % | k-NN top-1 % | train videos | eval videos | features |\n"
+            "| --- | --- | --- | --- | --- |\n"
             f"| {scores['linear_probe_top1']:.1f} | {scores['knn_top1']:.1f} | {scores.get('num_train_videos', '?')} | "
             f"{scores.get('num_eval_videos', '?')} | {scores.get('feature_type', '?')} |"
         )

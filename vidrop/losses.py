@@ -35,7 +35,8 @@ def view_pairs(num_student_views, num_teacher_views):
 
 
 def average_over_view_pairs(student, teacher, pair_loss):
-    """Mean of `pair_loss(student[s], teacher[t])` over `view_pairs`; `student` `(Vs, B, ...)`, `teacher` `(Vt, B, ...)`."""
+    """Mean of `pair_loss(student[s], teacher[t])` over `view_pairs`;
+    `student` `(Vs, B, ...)`, `teacher` `(Vt, B, ...)`."""
     pairs = view_pairs(student.shape[0], teacher.shape[0])
     if not pairs:
         raise ValueError(

@@ -93,7 +93,8 @@ def _sample_block(grid, generator):
     height = min(h, max(1, round(math.sqrt(area * aspect))))
     width = min(w, max(1, round(math.sqrt(area / aspect))))
     start_t, start_h, start_w = (
-        int(torch.randint(0, n - size + 1, (1,), generator=generator)) for n, size in ((t, length), (h, height), (w, width))
+        int(torch.randint(0, n - size + 1, (1,), generator=generator))
+        for n, size in ((t, length), (h, height), (w, width))
     )
     box = torch.zeros(grid, dtype=torch.bool)
     box[start_t : start_t + length, start_h : start_h + height, start_w : start_w + width] = True

@@ -74,7 +74,9 @@ def test_a_grid_with_two_seeds_runs_reports_reuses_and_survives_a_failing_varian
         assert (study / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
     assert len(list((study / "tensorboard").rglob("events.out.tfevents.*"))) >= 2  # hparams of the 2 finished runs
 
-    finished = {r["run_dir"]: (Path(r["run_dir"]) / "result.json").stat().st_mtime_ns for r in rows if r["status"] == "ok"}
+    finished = {
+        r["run_dir"]: (Path(r["run_dir"]) / "result.json").stat().st_mtime_ns for r in rows if r["status"] == "ok"
+    }
     second = _ablate(tmp_path / "ablations", labelled_videos)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stderr.count("reusing") == 2

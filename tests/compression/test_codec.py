@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from vidrop.compression import bit_width, decode_clip, decode_indices, encode_indices, fit_palette, palette_lookup
-from vidrop.compression import nearest_palette_indices
+from vidrop.compression import (
+    bit_width,
+    decode_clip,
+    decode_indices,
+    encode_indices,
+    fit_palette,
+    nearest_palette_indices,
+    palette_lookup,
+)
 from vidrop.compression.codec import pack_indices, unpack_indices
 
 
@@ -61,7 +68,8 @@ def test_partial_decode_equals_full_decode_sliced():
 def test_a_crop_outside_the_frame_is_a_clear_error(crop):
     _, _, video = _random_video()  # 9 x 11 frames
     for decode in (decode_clip, decode_indices):
-        with pytest.raises(ValueError, match=r"is not allowed; allowed: \(top, left, height, width\) inside the 9x11 frame"):
+        allowed = r"is not allowed; allowed: \(top, left, height, width\) inside the 9x11 frame"
+        with pytest.raises(ValueError, match=allowed):
             decode(video, [0], crop=crop)
 
 

@@ -22,8 +22,10 @@ def test_psnr_arithmetic():
 def test_factor_and_totals_arithmetic():
     assert compression_factor(3000, 100) == 30
     videos = [
-        VideoStats(raw_bytes=3000, compressed_bytes=100, source_bytes=500, psnr_db=30.0, frames=10, encode_seconds=1.0, palette_size=16),
-        VideoStats(raw_bytes=1000, compressed_bytes=100, source_bytes=200, psnr_db=20.0, frames=5, encode_seconds=0.5, palette_size=8),
+        VideoStats(raw_bytes=3000, compressed_bytes=100, source_bytes=500, psnr_db=30.0, frames=10,
+                   encode_seconds=1.0, palette_size=16),
+        VideoStats(raw_bytes=1000, compressed_bytes=100, source_bytes=200, psnr_db=20.0, frames=5,
+                   encode_seconds=0.5, palette_size=8),
     ]
     assert videos[0].compression_factor == 30 and videos[0].to_dict()["compression_factor"] == 30
     totals = dataset_totals(videos)

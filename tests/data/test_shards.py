@@ -42,7 +42,8 @@ def test_dataset_folder_shards_card_and_stats(compressed_dataset, synthetic_vide
     assert dataset.features["palette"].dtype == "binary"
     assert dataset.features["frame_groups"].feature.dtype == "binary"  # frames as bytes, not arrays
     rows = list(dataset)
-    assert sorted(r["video_id"] for r in rows) == sorted(f"{p.parent.name}/{p.stem}" for p in synthetic_videos.glob("*/*.mp4"))
+    files = sorted(f"{p.parent.name}/{p.stem}" for p in synthetic_videos.glob("*/*.mp4"))
+    assert sorted(r["video_id"] for r in rows) == files
     assert all(dataset.features["label"].names[r["label"]] == r["video_id"].split("/")[0] for r in rows)
     assert all(len(r["frame_groups"]) == 16 and len(r["palette"]) <= 16 * 3 for r in rows)  # a group per frame
 
@@ -122,8 +123,11 @@ def test_parallel_build_gives_the_same_rows(synthetic_videos, tmp_path):
     build_dataset(synthetic_videos, tmp_path / "one", options, num_proc=1, videos_per_shard=8)
     build_dataset(synthetic_videos, tmp_path / "two", options, num_proc=2, videos_per_shard=8)
     drop = ("encode_seconds",)
-    one = sorted(({k: v for k, v in r.items() if k not in drop} for r in _rows(tmp_path / "one")), key=lambda r: r["video_id"])
-    two = sorted(({k: v for k, v in r.items() if k not in drop} for r in _rows(tmp_path / "two")), key=lambda r: r["video_id"])
+    one, two = (
+        sorted(({k: v for k, v in r.items() if k not in drop} for r in _rows(tmp_path / name)),
+               key=lambda r: r["video_id"])
+        for name in ("one", "two")
+    )
     assert one == two
 
 
@@ -153,7 +157,9 @@ def test_a_long_video_is_stored_as_segment_rows_that_decode_to_it(synthetic_vide
     # 16-frame videos, segments of 6: rows of frames 0-5 and 6-15 (the remainder joins the last segment)
     build_dataset(source, tmp_path / "segments", CompressionOptions(num_clusters=16, clip_frames=8, segment_frames=6))
     rows = _rows(tmp_path / "segments")
-    whole = {r["video_id"]: r for r in _rows(compressed_dataset) if r["video_id"].split("/")[0] in ("move_left", "zoom_in")}
+    whole = {
+        r["video_id"]: r for r in _rows(compressed_dataset) if r["video_id"].split("/")[0] in ("move_left", "zoom_in")
+    }
     assert sorted((r["video_id"], r["first_frame"], r["num_frames"]) for r in rows) == sorted(
         (video_id, first, frames) for video_id in whole for first, frames in ((0, 6), (6, 10))
     )

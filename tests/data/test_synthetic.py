@@ -44,7 +44,11 @@ def _motion_features(videos):
 def test_the_class_is_in_the_motion_not_in_a_frame():
     labels = np.repeat(np.arange(len(MOTIONS)), 24)
     videos = np.stack(
-        [render_motion(MOTIONS[c], np.random.default_rng([7, c, i]), 4, 32) for c in range(len(MOTIONS)) for i in range(24)]
+        [
+            render_motion(MOTIONS[c], np.random.default_rng([7, c, i]), 4, 32)
+            for c in range(len(MOTIONS))
+            for i in range(24)
+        ]
     ).astype(np.float32) / 255
     train = np.arange(len(labels)) % 2 == 0
     scores = []

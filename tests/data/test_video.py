@@ -50,6 +50,7 @@ def test_bad_files_are_decode_errors_with_a_reason(mp4, tmp_path):
     data = mp4[0].read_bytes()
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(data[: len(data) // 2])
-    for path, reason in [(empty, "empty file"), (text, "not a decodable video"), (truncated, "not a decodable video|truncated")]:
+    cases = [(empty, "empty file"), (text, "not a decodable video"), (truncated, "not a decodable video|truncated")]
+    for path, reason in cases:
         with pytest.raises(VideoDecodeError, match=reason):
             read_video(path)

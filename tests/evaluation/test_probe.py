@@ -65,7 +65,10 @@ def test_the_split_is_stratified_and_seeded():
         (lambda: split_indices(np.array([0, 1] * 4), 1.5, 0), "allowed: (0, 1)"),
         (lambda: knn_top1(np.zeros((4, 2)), np.array([0, 1, 0, 1]), np.zeros((1, 2)), np.array([0]), k=0), "k=0"),
         (lambda: linear_probe(np.zeros((4, 2)), np.zeros(4), np.zeros((2, 2)), np.zeros(2)), "at least 2 classes"),
-        (lambda: linear_probe(np.zeros((3, 2)), np.array([0, 0, 1]), np.zeros((1, 2)), np.zeros(1)), "at least 2 per class"),
+        (
+            lambda: linear_probe(np.zeros((3, 2)), np.array([0, 0, 1]), np.zeros((1, 2)), np.zeros(1)),
+            "at least 2 per class",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_error(call, message):

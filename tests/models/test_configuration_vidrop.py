@@ -42,6 +42,16 @@ def test_dict_round_trip_keeps_every_field():
     assert again.to_dict() == config.to_dict()
 
 
+def test_configurations_are_equal_exactly_when_their_fields_are(tmp_path):
+    config = VidropConfig.from_preset("tiny", drop_rate=0.5)
+    config.save_pretrained(tmp_path)
+    assert VidropConfig.from_pretrained(tmp_path) == config
+    assert VidropConfig.from_preset("tiny", drop_rate=0.5) == config
+    assert VidropConfig.from_preset("base", drop_rate=0.5) != config  # an architecture field
+    assert VidropConfig.from_preset("tiny", drop_rate=0.75) != config  # an SSL field
+    assert config != config.to_dict()
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [

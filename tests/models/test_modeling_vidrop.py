@@ -170,7 +170,9 @@ def test_save_pretrained_round_trip_with_auto_classes(tiny_config, clip_batch, t
     assert isinstance(loaded, VidropModel)
     clips = clip_batch()
     keep = torch.tensor([[0, 5, 17, 30], [3, 4, 20, 21]])
-    assert torch.equal(loaded(clips, keep_indices=keep).last_hidden_state, model(clips, keep_indices=keep).last_hidden_state)
+    assert torch.equal(
+        loaded(clips, keep_indices=keep).last_hidden_state, model(clips, keep_indices=keep).last_hidden_state
+    )
     assert torch.equal(loaded(clips).pooler_output, model(clips).pooler_output)
 
 

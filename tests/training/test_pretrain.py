@@ -200,7 +200,8 @@ def test_a_simulated_two_node_run_trains(compressed_dataset, tmp_path):
     launchers = []
     for node in (0, 1):
         command = ["deepspeed", "--hostfile", str(hostfile), "--no_ssh", "--node_rank", str(node),
-                   "--master_addr", "127.0.0.1", "--master_port", port, *_command(compressed_dataset, output, steps=4)[5:]]
+                   "--master_addr", "127.0.0.1", "--master_port", port,
+                   *_command(compressed_dataset, output, steps=4)[5:]]
         launchers.append(subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                           text=True, start_new_session=True))
     logs = [p.communicate(timeout=600)[0] for p in launchers]
@@ -275,7 +276,8 @@ def _small_source(kind, folder):
     if kind == "videomae":
         config = VideoMAEConfig(image_size=48, patch_size=8, num_frames=8, hidden_size=48, num_hidden_layers=2,
                                 num_attention_heads=3, intermediate_size=96, decoder_hidden_size=32,
-                                decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=64)
+                                decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+                                decoder_intermediate_size=64)
         VideoMAEForPreTraining(config).save_pretrained(folder)
     else:
         config = VJEPA2Config(crop_size=32, patch_size=8, frames_per_clip=4, hidden_size=48, num_hidden_layers=2,
@@ -395,7 +397,8 @@ def test_growth_during_a_run_preserves_the_loss_and_resumes_across_it(stage, res
     assert not heads_only or (backbone[3] > 0.99 and backbone[4] > backbone[3])
     assert not heads_only or momentum[4] == pytest.approx((0.5 + backbone[4]) / 2)  # half-way back
     teacher = AutoModel.from_pretrained(reference / "teacher")
-    assert (teacher.config.hidden_size, teacher.config.num_hidden_layers, teacher.config.intermediate_size) == (96, 3, 192)
+    shape = (teacher.config.hidden_size, teacher.config.num_hidden_layers, teacher.config.intermediate_size)
+    assert shape == (96, 3, 192)
     summary = json.loads((reference / "summary.json").read_text())
     assert summary["config"]["hidden_size"] == 96 and summary["steps"] == 4
     resumed = tmp_path / "resumed"  # as if killed right after the checkpoint `resume_from`

@@ -25,7 +25,8 @@ def test_ssl_schedules_are_a_function_of_the_step():
     assert start == pytest.approx({"lr": 0.0, "weight_decay": 0.04, "momentum": 0.996, "teacher_temperature": 0.04})
     assert end == pytest.approx({"lr": 1e-6, "weight_decay": 0.2, "momentum": 1.0, "teacher_temperature": 0.07})
     assert schedules.at(10)["lr"] == pytest.approx(5e-4)
-    assert schedules.at(37) == SSLSchedules(total_steps=100, warmup_steps=10, teacher_temperature_warmup_steps=20).at(37)
+    same = SSLSchedules(total_steps=100, warmup_steps=10, teacher_temperature_warmup_steps=20)
+    assert schedules.at(37) == same.at(37)
 
 
 def test_bad_schedule_lengths_are_clear_errors():

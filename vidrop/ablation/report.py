@@ -81,7 +81,8 @@ def markdown_table(study, summary):
         cells = [name]
         for key, _, digits in metrics:
             mean, std = entry["stats"][key]
-            cells += [_cell(mean, std, digits), "" if variant.baseline else _delta(mean, baseline["stats"][key][0], digits)]
+            delta = "" if variant.baseline else _delta(mean, baseline["stats"][key][0], digits)
+            cells += [_cell(mean, std, digits), delta]
         status = f"{entry['ok']}/{entry['runs']}"
         if entry["errors"]:  # the first distinct error, shortened (results.csv holds every run's)
             status += " failed: " + entry["errors"][0].replace("|", "/")[:160]
@@ -155,7 +156,8 @@ def plot_loss_curves(study, rows, path):
             continue
         steps, _, values = zip(*curve)
         colour = colours.setdefault(row["variant"], f"C{len(colours) % 10}")
-        label = row["variant"] if row["seed"] == min(r["seed"] for r in rows if r["variant"] == row["variant"]) else None
+        first_seed = min(r["seed"] for r in rows if r["variant"] == row["variant"])
+        label = row["variant"] if row["seed"] == first_seed else None
         axes.plot(steps, values, color=colour, alpha=0.8, label=label)
     axes.set_xlabel("step")
     axes.set_ylabel("SSL loss")

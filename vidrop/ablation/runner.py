@@ -30,11 +30,13 @@ class AblationArguments:
 
     study: str = field(default="dropping", metadata={"help": f"one of {', '.join(STUDIES)}"})
     grid: str | None = field(
-        default=None, metadata={"help": "for --study grid: 'field=v1,v2;field2=v1,v2' (VidropConfig or compression fields)"}
+        default=None,
+        metadata={"help": "for --study grid: 'field=v1,v2;field2=v1,v2' (VidropConfig or compression fields)"},
     )
     output_dir: str = field(default="outputs/ablations", metadata={"help": "studies, runs, datasets, reports"})
     videos: str | None = field(
-        default=None, metadata={"help": "folder of labelled videos (one subfolder per class); default: the embedded set"}
+        default=None,
+        metadata={"help": "folder of labelled videos (one subfolder per class); default: the embedded set"},
     )
     seeds: int = field(default=1, metadata={"help": "seeds per variant (mean ± std over them)"})
     budget_steps: int = field(default=200, metadata={"help": "optimizer steps of every run"})

@@ -101,7 +101,8 @@ def study_variants(study, base_config, grid=None):
     """
     if study not in STUDIES:
         raise ValueError(f"study={study!r} is not known; allowed: {', '.join(STUDIES)}")
-    defaults = {**base_config.to_dict(), **{f.name: getattr(CompressionOptions(), f.name) for f in fields(CompressionOptions)}}
+    compression = {f.name: getattr(CompressionOptions(), f.name) for f in fields(CompressionOptions)}
+    defaults = {**base_config.to_dict(), **compression}
     if study == "compression":
         return _axis("method", COMPRESSION_METHODS, "kmeans")
     if study == "dropping":

@@ -19,7 +19,8 @@ DBSCAN_MIN_SAMPLES = 8
 
 def check_num_clusters(num_clusters):
     """Raise `ValueError` unless `num_clusters` is an integer from 2 to 256."""
-    if isinstance(num_clusters, bool) or not isinstance(num_clusters, (int, np.integer)) or not 2 <= num_clusters <= 256:
+    is_integer = isinstance(num_clusters, (int, np.integer)) and not isinstance(num_clusters, bool)
+    if not is_integer or not 2 <= num_clusters <= 256:
         raise ValueError(f"num_clusters={num_clusters!r} is not allowed; allowed: an integer from 2 to 256")
 
 
@@ -186,5 +187,6 @@ def assign_to_palette(frames, palette):
 
 
 def nearest_palette_indices(frames, palette):
-    """Index of the nearest palette colour of every pixel: `(..., 3)` uint8 -> `(...)` uint8 (see `assign_to_palette`)."""
+    """Index of the nearest palette colour of every pixel: `(..., 3)` uint8 -> `(...)` uint8
+    (see `assign_to_palette`)."""
     return assign_to_palette(frames, palette)[0]

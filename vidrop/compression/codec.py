@@ -236,7 +236,8 @@ def decode_clip(video, frame_indices, crop=None):
     per_byte = 8 // video.bits
     if video.bits < 8 and video.width % per_byte == 0 and left % per_byte == 0 and w % per_byte == 0:
         words = clip.reshape(len(frame_indices), h, 3 * w).view(BLOCK_WORDS[video.bits])
-        _lookup_blocks(data, starts, video.bits, video.width, top, left, colour_blocks(video.palette, video.bits), words)
+        blocks = colour_blocks(video.palette, video.bits)
+        _lookup_blocks(data, starts, video.bits, video.width, top, left, blocks, words)
     else:  # rows that start or end inside a byte, or one index per byte
         _lookup_crop(data, starts, video.bits, video.width, top, left, np.ascontiguousarray(video.palette), clip)
     return clip

@@ -98,14 +98,19 @@ class MultiCrop:
         jitter, grayscale = rng.random() < self.jitter_probability, rng.random() < self.grayscale_probability
         colour = None
         if jitter or grayscale:
-            colour = partial(colour_jitter, strength=self.jitter_strength if jitter else 0.0, grayscale=grayscale, rng=rng)
+            strength = self.jitter_strength if jitter else 0.0
+            colour = partial(colour_jitter, strength=strength, grayscale=grayscale, rng=rng)
         return box_to_pixel_values(indices, palette, box, size, flip=flip, colour=colour)
 
     def __call__(self, indices, palette, rng):
         """`indices` `(T, H, W)` uint8, `palette` `(P, 3)` uint8 -> `global_views` `(2, T, C, S, S)`, `small_views`
         `(n, T, C, s, s)`."""
-        global_views = [self.view(indices, palette, self.global_size, self.global_scale, rng) for _ in range(self.num_global_crops)]
-        small_views = [self.view(indices, palette, self.small_size, self.small_scale, rng) for _ in range(self.num_small_crops)]
+        global_views = [
+            self.view(indices, palette, self.global_size, self.global_scale, rng) for _ in range(self.num_global_crops)
+        ]
+        small_views = [
+            self.view(indices, palette, self.small_size, self.small_scale, rng) for _ in range(self.num_small_crops)
+        ]
         sample = {"global_views": torch.stack(global_views)}
         if small_views:
             sample["small_views"] = torch.stack(small_views)

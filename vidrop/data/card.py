@@ -53,9 +53,9 @@ dataset = load_dataset("path/or/repo", split="train", streaming=True)
 
 ## Layout
 
-`data/train-*.parquet` (one row per segment of a video: a video of 2 x {options['segment_frames']} frames or more is cut into
-rows of {options['segment_frames']} frames, the last taking the remainder), `stats.json` (dataset totals and skipped files),
-`progress.json` (what a resumed build needs).
+`data/train-*.parquet` (one row per segment of a video: a video of 2 x {options['segment_frames']} frames or more is
+cut into rows of {options['segment_frames']} frames, the last taking the remainder), `stats.json` (dataset totals and
+skipped files), `progress.json` (what a resumed build needs).
 
 ## Features
 

@@ -215,7 +215,8 @@ def discover_videos(input_dir):
         items = [(p, p.stem, None) for p in visible if p.is_file()]
     if not items:
         raise ValueError(
-            f"input_dir={str(input_dir)!r} contains no files; allowed: a folder of videos, flat or one subfolder per class"
+            f"input_dir={str(input_dir)!r} contains no files; "
+            "allowed: a folder of videos, flat or one subfolder per class"
         )
     return items, class_names
 

@@ -44,7 +44,8 @@ def square_crop_boxes(height, width, num_crops):
     if num_crops not in (1, 3):
         raise ValueError(f"num_crops={num_crops!r} is not allowed; allowed: 1 (centre) or 3 (ends and centre)")
     side = min(height, width)
-    offsets = [(max(height, width) - side) // 2] if num_crops == 1 else [0, (max(height, width) - side) // 2, max(height, width) - side]
+    slack = max(height, width) - side  # along the longer side
+    offsets = [slack // 2] if num_crops == 1 else [0, slack // 2, slack]
     return [(offset, 0, side, side) if height > width else (0, offset, side, side) for offset in offsets]
 
 

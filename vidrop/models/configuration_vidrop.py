@@ -193,6 +193,12 @@ class VidropConfig(PretrainedConfig):
         if self.position_embedding_grid is None:
             self.position_embedding_grid = list(self.token_grid)
 
+    def __eq__(self, other):
+        """Equal when every field of `config.json` is. (transformers turns each configuration class into a
+        dataclass whose generated `__eq__` compares the declared fields; ViDROP's are set in `__init__`, so that
+        one would compare only the base class's and call a ViT-T equal to a ViT-B.)"""
+        return isinstance(other, VidropConfig) and self.to_dict() == other.to_dict()
+
     @property
     def token_grid(self):
         """`(T', H', W')`: the tubelet grid of a global view."""

@@ -188,7 +188,9 @@ class VidropPatchEmbeddings(nn.Module):
         if channels != self.num_channels:
             raise ValueError(f"pixel_values has {channels} channels (dim 2); allowed: {self.num_channels}")
         if frames % self.tubelet_size:
-            raise ValueError(f"pixel_values has {frames} frames; allowed: a multiple of tubelet_size={self.tubelet_size}")
+            raise ValueError(
+                f"pixel_values has {frames} frames; allowed: a multiple of tubelet_size={self.tubelet_size}"
+            )
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(
                 f"pixel_values has height x width {height}x{width}; allowed: multiples of patch_size={self.patch_size}"

@@ -93,7 +93,8 @@ def load(engine, model, output_dir, tag):
     if len(client_state["rng_states"]) != dist.get_world_size():
         raise ValueError(
             f"checkpoint {tag} was written by {len(client_state['rng_states'])} ranks, this run has "
-            f"{dist.get_world_size()}; allowed: the same number of ranks (or convert it to DeepSpeed's universal format)"
+            f"{dist.get_world_size()}; allowed: the same number of ranks "
+            "(or convert it to DeepSpeed's universal format)"
         )
     set_rng_states(client_state["rng_states"][rank])
     return client_state["global_step"], client_state["epoch"], client_state["loader_states"][rank]

@@ -21,7 +21,9 @@ def load_ds_config(path, micro_batch_size, gradient_accumulation_steps, world_si
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise ValueError(f"deepspeed config {str(path)!r} cannot be read: {error}; allowed: a JSON file of ds_configs/") from error
+        raise ValueError(
+            f"deepspeed config {str(path)!r} cannot be read: {error}; allowed: a JSON file of ds_configs/"
+        ) from error
     if '"auto"' in json.dumps(config):
         raise ValueError(f"deepspeed config {str(path)!r} has \"auto\" values; allowed: concrete values only")
     expected = micro_batch_size * gradient_accumulation_steps * world_size
@@ -50,12 +52,17 @@ def parameter_groups(model):
         if not param.requires_grad:
             continue
         (no_decay if param.ndim <= 1 or name.endswith(("_token", "position_embeddings")) else decay).append(param)
-    return [{"params": decay, "apply_weight_decay": True}, {"params": no_decay, "weight_decay": 0.0, "apply_weight_decay": False}]
+    return [
+        {"params": decay, "apply_weight_decay": True},
+        {"params": no_decay, "weight_decay": 0.0, "apply_weight_decay": False},
+    ]
 
 
 def build_engine(model, ds_config, learning_rate, weight_decay):
     """`deepspeed.initialize` with a torch AdamW on `parameter_groups` -> the engine."""
-    optimizer = torch.optim.AdamW(parameter_groups(model), lr=learning_rate, weight_decay=weight_decay, betas=(0.9, 0.999))
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model), lr=learning_rate, weight_decay=weight_decay, betas=(0.9, 0.999)
+    )
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
     return engine
 

@@ -41,7 +41,9 @@ def export_from_checkpoint(checkpoint_dir, tag, output_dir):
     config = VidropConfig.from_pretrained(root / tag if grown else Path(checkpoint_dir))
     state = get_fp32_state_dict_from_zero_checkpoint(str(root), tag=tag)
     prefix = "student.backbone."
-    _save_backbone(config, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, Path(output_dir) / "student")
-    teacher = load_file(str(root / tag / TEACHER_FILE))
+    student = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    _save_backbone(config, student, Path(output_dir) / "student")
+    saved = load_file(str(root / tag / TEACHER_FILE))
     prefix = "backbone."
-    _save_backbone(config, {k[len(prefix):]: v for k, v in teacher.items() if k.startswith(prefix)}, Path(output_dir) / "teacher")
+    teacher = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
+    _save_backbone(config, teacher, Path(output_dir) / "teacher")

@@ -259,7 +259,8 @@ def _train(running, loader, stream, schedules, args, data_args, output_dir, step
                 raise FloatingPointError(
                     f"non-finite loss at step {step}: "
                     + ", ".join(f"{k}={float(v):.4g}" for k, v in metrics.items())
-                    + f"; the last good checkpoint is {checkpoint.newest_complete_tag(output_dir) or 'none (none saved yet)'}"
+                    + "; the last good checkpoint is "
+                    + (checkpoint.newest_complete_tag(output_dir) or "none (none saved yet)")
                 )
             engine.backward(loss)
             engine.step()

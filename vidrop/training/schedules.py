@@ -51,7 +51,9 @@ class SSLSchedules:
     def at(self, step):
         """`{"lr", "weight_decay", "momentum", "teacher_temperature"}` at global step `step`."""
         return {
-            "lr": cosine_schedule(step, self.total_steps, self.learning_rate, self.min_learning_rate, self.warmup_steps),
+            "lr": cosine_schedule(
+                step, self.total_steps, self.learning_rate, self.min_learning_rate, self.warmup_steps
+            ),
             "weight_decay": cosine_schedule(step, self.total_steps, self.weight_decay, self.final_weight_decay),
             "momentum": cosine_schedule(step, self.total_steps, self.momentum, self.final_momentum),
             "teacher_temperature": warmup_then_constant(
