@@ -152,7 +152,7 @@ def pretrain(model_args, data_args, train_args):
         )
     if resume_tag:
         saved = VidropConfig.from_pretrained(output_dir)
-        if saved.to_dict() != config.to_dict():
+        if saved != config:
             raise ValueError(f"--resume: {output_dir} was trained with another model configuration; allowed: the same")
     _ensure_dataset(data_args.train_dataset, rank)
     if train_args.num_epochs is not None:
