@@ -1,11 +1,12 @@
 """Growing part-way against training the target size from scratch, on the embedded dataset.
 
-Both runs use the default recipe (`--config_overrides` changes VidropConfig fields of both, on top of the demo's)
-and the same compute budget: the baseline trains the default backbone (192 wide, 6 blocks, 3 heads of 64, MLP 768)
-from step 0 for `--max_steps` (default 200); the grown run starts half as deep and narrow (96 wide, 3 blocks, 3
-heads of 32, MLP 384), grows into it at `--grow_at` (default half of `--max_steps`) with `--growth_schedule`
-(`--small` / `--target` set other shapes, as JSON shape fields), and trains until it has spent the baseline's FLOPs
-(`--grown_steps` sets another length). Reported: wall-clock and FLOPs (a training step's forward and backward
+Both runs use the default recipe (`--config_overrides` changes VidropConfig fields of both, on top of the demo's):
+the baseline trains the default backbone (192 wide, 6 blocks, 3 heads of 64, MLP 768) from step 0 for
+`--max_steps` (default 200); the grown run starts half as deep and narrow (96 wide, 3 blocks, 3 heads of 32, MLP
+384), grows into it at `--grow_at` (default half of `--max_steps`) with `--growth_schedule` (`--small` / `--target`
+set other shapes, as JSON shape fields), and trains until it has spent the baseline's FLOPs, or the fraction of
+them that `--grown_compute` gives (0.75: the goal's bound; its schedules fitted to that length; `--grown_steps`
+sets a length in steps). Reported: wall-clock and FLOPs (a training step's forward and backward
 counted by `torch.utils.flop_counter`, teacher included, times the steps) for the grown run to reach the baseline's
 final SSL loss after its growth (both curves averaged over `--window` steps; with each run's final teacher entropy,
 the part of that cross-entropy the student cannot lower), and the linear-probe / k-NN scores of
@@ -92,7 +93,10 @@ def main():
     parser.add_argument("--max_steps", type=int, default=200)
     parser.add_argument("--grow_at", type=int, default=None, help="growth step (default: half-way)")
     parser.add_argument("--grown_steps", type=int, default=None,
-                        help="length of the grown run (default: as many steps as spend the baseline's FLOPs)")
+                        help="length of the grown run (default: as many steps as spend --grown_compute)")
+    parser.add_argument("--grown_compute", type=float, default=1.0,
+                        help="the grown run's budget as a fraction of the baseline's FLOPs (default 1: the same; "
+                        "0.75: the goal's bound, so that the grown run's final model is what 0.75x buys)")
     parser.add_argument("--window", type=int, default=20, help="steps averaged on the loss curves")
     parser.add_argument("--micro_batch_size", type=int, default=TrainArguments.micro_batch_size,
                         help="clips per rank and step of both runs (FLOPs are counted at it)")
@@ -110,14 +114,20 @@ def main():
     args = parser.parse_args()
     if args.pretrain_seeds < 1:
         parser.error(f"--pretrain_seeds {args.pretrain_seeds}: allowed: 1 or more")
+    if not 0 < args.grown_compute <= 1:
+        parser.error(f"--grown_compute {args.grown_compute}: allowed: a fraction of the baseline's FLOPs in (0, 1]")
     grow_at = args.grow_at or args.max_steps // 2
     micro_batch = args.micro_batch_size
     overrides = ",".join(filter(None, (DEMO_OVERRIDES, args.config_overrides)))
     flops_target = step_flops(args.target, micro_batch, overrides)
     flops_small = step_flops(args.small, micro_batch, overrides)
     budget = flops_target * args.max_steps
-    # the grown run's length at the baseline's compute: its small steps are cheaper, so it gets more of them
-    grown_steps = args.grown_steps or grow_at + math.ceil((budget - flops_small * grow_at) / flops_target)
+    # the grown run's length at its share of the baseline's compute: its small steps are cheaper, so it gets more
+    grown_steps = args.grown_steps or grow_at + math.ceil((budget * args.grown_compute - flops_small * grow_at)
+                                                          / flops_target)
+    if grown_steps <= grow_at:
+        parser.error(f"the grown run's {grown_steps} steps end before its growth at step {grow_at}: allowed: a "
+                     "larger --grown_compute or --grown_steps, or an earlier --grow_at")
     workdir = work_folder(args.workdir)
     small, target = workdir / "small.json", workdir / "target.json"
     small.write_text(json.dumps(args.small))
