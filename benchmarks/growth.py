@@ -20,6 +20,8 @@ reaches its baseline's loss misses the compute half). Runs that finished in `--w
 training, so more seeds can be added to a finished study (a finished run whose recorded arguments differ from the
 ones this invocation would give it is an error naming them).
 
+    python benchmarks/growth.py --micro_batch_size 16 --max_steps 800 --grown_compute 0.75 --grown_args \
+        "--growth_fade_steps 300 --growth_teacher_momentum 0.9 --growth_teacher_heads_only True"  # both halves met
     python benchmarks/growth.py --micro_batch_size 16 --max_steps 400 --grown_args \
         "--growth_fade_steps 150 --growth_teacher_momentum 0.9 --growth_teacher_heads_only True"  # compute half met
     python benchmarks/growth.py
