@@ -13,6 +13,11 @@ the part of that cross-entropy the student cannot lower), and the linear-probe /
 both final teachers (mean over held-out splits of the probe set of `benchmarks/is_it_learning.py`,
 `vidrop.evaluation`). Goal: at most 0.75x the compute, probe no worse than 1 point lower.
 
+With `--grown_compute` below 1 a third run per seed is the control (`--no-control` leaves it out): the target from
+scratch for as many steps as spend the grown run's budget (`scratch<steps>`, its schedules fitted to that length),
+so that the report also says what growing bought against spending the same compute on the target alone. The goal is
+judged against the full-budget baseline, as the issue states it; the control is reported beside it.
+
 A run's teacher probes 2-4 points differently from the next run of the same command, so `--pretrain_seeds N`
 (default 3) trains N pairs (scratch and grown, `--seed 0..N-1`; seed 0 in the plain folders), compares each grown
 run with the scratch run of its seed, and judges the goals on the mean over pairs (a pair whose grown run never
@@ -99,6 +104,9 @@ def main():
     parser.add_argument("--grown_compute", type=float, default=1.0,
                         help="the grown run's budget as a fraction of the baseline's FLOPs (default 1: the same; "
                         "0.75: the goal's bound, so that the grown run's final model is what 0.75x buys)")
+    parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --grown_compute below 1, also train the target from scratch at that compute and "
+                        "report the grown run against it (default: on)")
     parser.add_argument("--window", type=int, default=20, help="steps averaged on the loss curves")
     parser.add_argument("--micro_batch_size", type=int, default=TrainArguments.micro_batch_size,
                         help="clips per rank and step of both runs (FLOPs are counted at it)")
@@ -137,6 +145,10 @@ def main():
     runs = {"scratch": (args.max_steps, ["--growth_schedule", f"{target}:0"]),
             "grown": (grown_steps, ["--growth_schedule", f"{small}:0,{target}:{grow_at}",
                                     *shlex.split(args.grown_args)])}
+    control_steps = round(args.max_steps * args.grown_compute)
+    control = f"scratch{control_steps}" if args.control and args.grown_compute < 1 else None
+    if control:  # the baseline's command at the grown run's compute
+        runs[control] = (control_steps, runs["scratch"][1])
     folders = [{name: pretrain(workdir, name, seed, "--max_steps", steps, "--save_steps", steps, "--micro_batch_size",
                                micro_batch, "--config_overrides", overrides, *extra)[0]
                 for name, (steps, extra) in runs.items()} for seed in range(args.pretrain_seeds)]
@@ -149,12 +161,12 @@ def main():
     print(f"{recipe}, micro batch {micro_batch}; scratch {args.max_steps} steps; grown {grown_steps} steps: "
           f"{args.small} -> {args.target} at step {grow_at}, {args.grown_args or 'no other options'}; CPU fp32, "
           f"{torch.get_num_threads()} threads; losses averaged over {args.window} steps; "
-          f"{args.pretrain_seeds} seed(s)")
+          f"{args.pretrain_seeds} seed(s)" + (f"; control: {control_steps} steps from scratch" if control else ""))
     print(f"FLOPs per step: target {flops_target / 1e9:.2f} G, small {flops_small / 1e9:.2f} G "
           f"({flops_small / flops_target:.2f}x)")
-    print(f"{'seed':<4} {'run':<8} {'final loss':>10} {'teacher entropy':>15} {'seconds':>8} {'TFLOPs':>8} "
+    print(f"{'seed':<4} {'run':<11} {'final loss':>10} {'teacher entropy':>15} {'seconds':>8} {'TFLOPs':>8} "
           f"{'linear probe %':>14} {'k-NN %':>8}")
-    fractions, gaps = [], []
+    fractions, gaps, control_gaps = [], [], []
     for seed, folder in enumerate(folders):
         curves = {name: smoothed(loss_curve(folder[name]), args.window) for name in runs}
         goal = curves["scratch"][-1][2]
@@ -163,10 +175,10 @@ def main():
             model = VidropModel.from_pretrained(folder[name] / "teacher")
             scores = mean_probe(lambda d, a, m=model: vidrop_features(m, d, a), probe_set, args.seeds)
             top1[name] = scores["linear_probe_top1"]
-            flops = flops_until(grown_steps) if name == "grown" else budget
+            flops = {"grown": flops_until(grown_steps), "scratch": budget}.get(name, flops_target * control_steps)
             entropy = teacher_entropy(folder[name], args.window)
             entropy = "-" if entropy is None else f"{entropy:.4f}"
-            print(f"{seed:<4} {name:<8} {curve[-1][2]:>10.4f} {entropy:>15} {curve[-1][1]:>8.1f} "
+            print(f"{seed:<4} {name:<11} {curve[-1][2]:>10.4f} {entropy:>15} {curve[-1][1]:>8.1f} "
                   f"{flops / 1e12:>8.2f} {top1[name]:>14.1f} {scores['knn_top1']:>8.1f}")
         # from the growth on, when the grown run has the target's shape (the DINO loss rises over the first steps
         # while the teacher temperature warms up, so early steps sit below any later value)
@@ -183,6 +195,8 @@ def main():
                   f"({seconds / curves['scratch'][-1][1]:.2f}x the baseline's time), "
                   f"{flops_until(step) / 1e12:.2f} TFLOPs ({fractions[-1]:.2f}x its compute)")
         gaps.append(top1["grown"] - top1["scratch"])
+        if control:
+            control_gaps.append(top1["grown"] - top1[control])
     fraction, gap = sum(fractions) / len(fractions), sum(gaps) / len(gaps)
     runs_text = f" over {len(gaps)} seeds" if len(gaps) > 1 else ""
     per_seed = " / ".join("not reached" if f == math.inf else f"{f:.2f}x" for f in fractions)
@@ -191,6 +205,11 @@ def main():
           f"{'met' if fraction <= 0.75 else 'MISSED'}")
     print(f"probe grown - scratch{runs_text} (goal >= -1): {gap:+.1f} points "
           f"({' / '.join(f'{g:+.1f}' for g in gaps)}): {'met' if gap >= -1 else 'MISSED'}")
+    if control:
+        print(f"control, probe grown - {control} (the target from scratch at the grown run's "
+              f"{flops_target * control_steps / budget:.2f}x compute){runs_text}: "
+              f"{sum(control_gaps) / len(control_gaps):+.1f} points "
+              f"({' / '.join(f'{g:+.1f}' for g in control_gaps)})")
     return 0 if fraction <= 0.75 and gap >= -1 else 1
 
 
