@@ -9,6 +9,7 @@ as `launchers/evaluate.py`):
   * the run's exported student, printed beside the teacher (at 200 steps it often probes higher) but not judged:
     the teacher is what a run evaluates and pushes by default (`launchers/push_to_hub.py --which student` for
     the other).
+Every encoder sees its clips at the run's frame stride (`--frame_stride`, 2 by default).
 Goals: trained - random >= 15 points of linear-probe top-1, and trained > shuffled. Exit status 1 if missed.
 
 The gap moves by several points from one pre-training seed to the next, mostly because random weights drawn with
@@ -28,6 +29,7 @@ finished run trained with other arguments is an error naming them).
     python benchmarks/is_it_learning.py --pretrain_args "--max_steps 1000 --micro_batch_size 8"
     python benchmarks/is_it_learning.py --workdir runs/default    # score finished runs again
     python benchmarks/is_it_learning.py --pretrain_seeds 1        # one run (seed 0) only
+    python benchmarks/is_it_learning.py --pretrain_args "--frame_stride 4"    # clips spanning 29 frames
 """
 
 import argparse
@@ -37,7 +39,7 @@ import sys
 import numpy as np
 import torch
 from probing import add_probe_arguments, mean_probe, probe_dataset
-from runs import pretrain, work_folder
+from runs import frame_stride, pretrain, work_folder
 
 from vidrop import VidropModel
 from vidrop.evaluation import vidrop_features
@@ -48,14 +50,16 @@ ENCODERS = ("trained", "random weights (baseline)", "trained, frame-shuffled cli
 
 def score_run(output, seed, dataset, probe_seeds):
     """Probe rows `{encoder: {"linear_probe_top1", "knn_top1", "videos"}}` of one run's teacher, random weights
-    drawn with `seed`, the teacher on frame-shuffled clips and the run's exported student."""
+    drawn with `seed`, the teacher on frame-shuffled clips and the run's exported student, all on clips at the
+    run's frame stride."""
     trained = VidropModel.from_pretrained(output / "teacher")
     torch.manual_seed(seed)
     random_weights = VidropModel(trained.config)
     student = VidropModel.from_pretrained(output / "student")
     models, shuffles = (trained, random_weights, trained, student), (False, False, True, False)
+    stride = frame_stride(output)
     return {name: mean_probe(lambda d, a, m=model: vidrop_features(m, d, a), dataset, probe_seeds,
-                             shuffle_frames=shuffle)
+                             shuffle_frames=shuffle, frame_stride=stride)
             for name, model, shuffle in zip(ENCODERS, models, shuffles)}
 
 
@@ -83,7 +87,8 @@ def main():
     for seed, (_, command) in enumerate(runs):
         print(f"command (seed {seed}): {shlex.join(command)}")
     videos = scores[0][ENCODERS[0]]["videos"]
-    print(f"features: both (CLS and mean patch), mean over {args.seeds} probe split seeds; {dataset}: "
+    print(f"features: both (CLS and mean patch) of clips at frame stride {frame_stride(runs[0][0])}, mean over "
+          f"{args.seeds} probe split seeds; {dataset}: "
           f"{videos[0]} + {videos[1]} videos (fitted + scored); {len(runs)} pre-training run(s)")
     top1 = {name: np.array([s[name]["linear_probe_top1"] for s in scores]) for name in ENCODERS}
     knn = {name: np.array([s[name]["knn_top1"] for s in scores]) for name in ENCODERS}
