@@ -48,16 +48,15 @@ ENCODERS = ("trained", "random weights (baseline)", "trained, frame-shuffled cli
             "trained student (not judged)")
 
 
-def score_run(output, seed, dataset, probe_seeds):
+def score_run(output, seed, dataset, probe_seeds, stride):
     """Probe rows `{encoder: {"linear_probe_top1", "knn_top1", "videos"}}` of one run's teacher, random weights
-    drawn with `seed`, the teacher on frame-shuffled clips and the run's exported student, all on clips at the
-    run's frame stride."""
+    drawn with `seed`, the teacher on frame-shuffled clips and the run's exported student, all on clips at frame
+    stride `stride`."""
     trained = VidropModel.from_pretrained(output / "teacher")
     torch.manual_seed(seed)
     random_weights = VidropModel(trained.config)
     student = VidropModel.from_pretrained(output / "student")
     models, shuffles = (trained, random_weights, trained, student), (False, False, True, False)
-    stride = frame_stride(output)
     return {name: mean_probe(lambda d, a, m=model: vidrop_features(m, d, a), dataset, probe_seeds,
                              shuffle_frames=shuffle, frame_stride=stride)
             for name, model, shuffle in zip(ENCODERS, models, shuffles)}
@@ -82,12 +81,13 @@ def main():
     runs = [pretrain(workdir, "outputs/demo", seed, *shlex.split(args.pretrain_args))
             for seed in range(args.pretrain_seeds)]
     dataset = probe_dataset(workdir / "outputs" / "data", args.probe_videos_per_class)
-    scores = [score_run(output, seed, dataset, args.seeds) for seed, (output, _) in enumerate(runs)]
+    stride = frame_stride(runs[0][0])  # every run has the same --pretrain_args
+    scores = [score_run(output, seed, dataset, args.seeds, stride) for seed, (output, _) in enumerate(runs)]
 
     for seed, (_, command) in enumerate(runs):
         print(f"command (seed {seed}): {shlex.join(command)}")
     videos = scores[0][ENCODERS[0]]["videos"]
-    print(f"features: both (CLS and mean patch) of clips at frame stride {frame_stride(runs[0][0])}, mean over "
+    print(f"features: both (CLS and mean patch) of clips at frame stride {stride}, mean over "
           f"{args.seeds} probe split seeds; {dataset}: "
           f"{videos[0]} + {videos[1]} videos (fitted + scored); {len(runs)} pre-training run(s)")
     top1 = {name: np.array([s[name]["linear_probe_top1"] for s in scores]) for name in ENCODERS}
