@@ -46,7 +46,7 @@ def main():
 
     scratch, scratch_summary, command = train_vidrop(workdir, args.pretrain_args, "scratch")  # builds the dataset
     dataset = str(workdir / "outputs" / "data" / "synthetic")
-    config = VidropConfig.from_preset("tiny", **parse_overrides(DEMO_OVERRIDES))
+    config = VidropConfig.from_pretrained(scratch[-1][2])  # VideoMAE's clips: the same size and frame stride
     batch_size = scratch_summary["arguments"]["train"]["micro_batch_size"]
     (mae_seconds, mae_steps, encoder), = train_videomae(config, dataset, args.videomae_seconds, [args.videomae_seconds],
                                                         batch_size, args.videomae_learning_rate, seed=0)

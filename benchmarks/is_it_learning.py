@@ -9,7 +9,7 @@ as `launchers/evaluate.py`):
   * the run's exported student, printed beside the teacher (at 200 steps it often probes higher) but not judged:
     the teacher is what a run evaluates and pushes by default (`launchers/push_to_hub.py --which student` for
     the other).
-Every encoder sees its clips at the run's frame stride (`--frame_stride`, 2 by default).
+Every encoder sees its clips at the frame stride the run trained at (the config's `frame_stride`).
 Goals: trained - random >= 15 points of linear-probe top-1, and trained > shuffled. Exit status 1 if missed.
 
 The gap moves by several points from one pre-training seed to the next, mostly because random weights drawn with
@@ -29,7 +29,7 @@ finished run trained with other arguments is an error naming them).
     python benchmarks/is_it_learning.py --pretrain_args "--max_steps 1000 --micro_batch_size 8"
     python benchmarks/is_it_learning.py --workdir runs/default    # score finished runs again
     python benchmarks/is_it_learning.py --pretrain_seeds 1        # one run (seed 0) only
-    python benchmarks/is_it_learning.py --pretrain_args "--frame_stride 4"    # clips spanning 29 frames
+    python benchmarks/is_it_learning.py --pretrain_args "--frame_stride 2"    # the demo's sampling until 2026-12-06
 """
 
 import argparse
@@ -39,26 +39,26 @@ import sys
 import numpy as np
 import torch
 from probing import add_probe_arguments, mean_probe, probe_dataset
-from runs import frame_stride, pretrain, work_folder
+from runs import pretrain, work_folder
 
-from vidrop import VidropModel
+from vidrop import VidropConfig, VidropModel
 from vidrop.evaluation import vidrop_features
 
 ENCODERS = ("trained", "random weights (baseline)", "trained, frame-shuffled clips (control)",
             "trained student (not judged)")
 
 
-def score_run(output, seed, dataset, probe_seeds, stride):
+def score_run(output, seed, dataset, probe_seeds):
     """Probe rows `{encoder: {"linear_probe_top1", "knn_top1", "videos"}}` of one run's teacher, random weights
-    drawn with `seed`, the teacher on frame-shuffled clips and the run's exported student, all on clips at frame
-    stride `stride`."""
+    drawn with `seed`, the teacher on frame-shuffled clips and the run's exported student, all on clips at the
+    run's frame stride (every model's config has it)."""
     trained = VidropModel.from_pretrained(output / "teacher")
     torch.manual_seed(seed)
     random_weights = VidropModel(trained.config)
     student = VidropModel.from_pretrained(output / "student")
     models, shuffles = (trained, random_weights, trained, student), (False, False, True, False)
     return {name: mean_probe(lambda d, a, m=model: vidrop_features(m, d, a), dataset, probe_seeds,
-                             shuffle_frames=shuffle, frame_stride=stride)
+                             shuffle_frames=shuffle)
             for name, model, shuffle in zip(ENCODERS, models, shuffles)}
 
 
@@ -81,8 +81,8 @@ def main():
     runs = [pretrain(workdir, "outputs/demo", seed, *shlex.split(args.pretrain_args))
             for seed in range(args.pretrain_seeds)]
     dataset = probe_dataset(workdir / "outputs" / "data", args.probe_videos_per_class)
-    stride = frame_stride(runs[0][0])  # every run has the same --pretrain_args
-    scores = [score_run(output, seed, dataset, args.seeds, stride) for seed, (output, _) in enumerate(runs)]
+    scores = [score_run(output, seed, dataset, args.seeds) for seed, (output, _) in enumerate(runs)]
+    stride = VidropConfig.from_pretrained(runs[0][0]).frame_stride  # every run has the same --pretrain_args
 
     for seed, (_, command) in enumerate(runs):
         print(f"command (seed {seed}): {shlex.join(command)}")

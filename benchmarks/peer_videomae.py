@@ -67,7 +67,7 @@ def train_videomae(config, dataset, seconds, snapshot_times, batch_size, learnin
     model = videomae_model(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.05, betas=(0.9, 0.95))
     crop = MultiCrop(global_size=config.image_size, num_small_crops=0, num_global_crops=1, flip_probability=0.0)
-    stream = ClipStream(dataset, crop, num_frames=config.num_frames, seed=seed)
+    stream = ClipStream(dataset, crop, num_frames=config.num_frames, frame_stride=config.frame_stride, seed=seed)
     loader = StatefulDataLoader(stream, batch_size=batch_size)
     generator = torch.Generator().manual_seed(seed)
     grid = config.token_grid
@@ -115,7 +115,7 @@ def main():
     def mae_features(encoder):
         return lambda d, a: extract_features(
             lambda x: encoder(x).last_hidden_state, d, config.num_frames, config.image_size, has_cls_token=False,
-            feature_type="mean_patch", frame_stride=a.frame_stride, num_clips=a.num_clips)
+            feature_type="mean_patch", frame_stride=a.frame_stride or config.frame_stride, num_clips=a.num_clips)
 
     def probe_row(name, seconds, step, features_of, feature_type):
         """Probe one snapshot, print its row, return its linear-probe top-1."""

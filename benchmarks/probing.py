@@ -28,14 +28,13 @@ def probe_dataset(data_folder, videos_per_class):
     return str(dataset)
 
 
-def mean_probe(features_of, dataset, seeds, feature_type="both", shuffle_frames=False, frame_stride=2):
+def mean_probe(features_of, dataset, seeds, feature_type="both", shuffle_frames=False):
     """Linear probe and k-NN of `features_of(dataset, eval_args)`, mean over `seeds` splits of `dataset` (fit on
     one half, score the other) -> `{"linear_probe_top1", "knn_top1", "videos": (fitted, scored)}`.
 
-    The features are extracted once, from clips with `frame_stride` frames between their frames (with
-    `shuffle_frames`, the frames are shuffled with seed 0), and split `seeds` ways."""
-    args = EvalArguments(model="-", train_dataset=dataset, feature_type=feature_type, shuffle_frames=shuffle_frames,
-                         frame_stride=frame_stride)
+    The features are extracted once, from clips at the encoder's own frame stride (`eval_args.frame_stride` is
+    None; with `shuffle_frames`, the frames are shuffled with seed 0), and split `seeds` ways."""
+    args = EvalArguments(model="-", train_dataset=dataset, feature_type=feature_type, shuffle_frames=shuffle_frames)
     features = features_of(dataset, args)
     scores = [evaluate_features(lambda d: features, replace(args, seed=seed)) for seed in range(seeds)]
     result = {k: sum(s[k] for s in scores) / seeds for k in ("linear_probe_top1", "knn_top1")}

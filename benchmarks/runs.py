@@ -37,11 +37,6 @@ def pretrain(workdir, name, seed, *options):
     return output, command
 
 
-def frame_stride(output):
-    """The frame stride a finished run in `output` trained with (its `arguments.json`): probe it at the same."""
-    return json.loads((Path(output) / "arguments.json").read_text())["data"]["frame_stride"]
-
-
 def changed_arguments(output, arguments):
     """`'group.field: saved -> new'` for every argument of the finished run in `output` that `arguments` (its
     command line) would change. Paths are compared inside each run's own work folder, so that a run linked in from

@@ -72,6 +72,7 @@ def test_a_pushed_model_loads_where_vidrop_is_not_installed(hub, model_folder, t
                                   "AutoModel": "modeling_vidrop.VidropModel"}
     card = files["README.md"].decode()
     assert "license: apache-2.0" in card and 'AutoModel.from_pretrained("tester/tiny", trust_remote_code=True)' in card
+    assert f"clips (one frame in {config['frame_stride']} of the video)" in card  # how to sample clips for it
     assert not any(TOKEN.encode() in data for data in files.values())
     # a fresh process in which `import vidrop` fails loads it with the pushed code and computes the same outputs
     loader = f"""

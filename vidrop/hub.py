@@ -86,7 +86,8 @@ def model_card(config, repo_id, which, run_dir=None, scores=None, license="apach
         f"# {repo_id.split('/')[-1]}",
         f"A ViDROP video encoder: a ViT {config.hidden_size} wide with {config.num_hidden_layers} blocks of "
         f"{config.num_attention_heads} heads (MLP {config.intermediate_size}), tubelets {t} x {p} x {p} on "
-        f"{config.num_frames}-frame {config.image_size}x{config.image_size} clips, `{config.position_embedding_type}` "
+        f"{config.num_frames}-frame {config.image_size}x{config.image_size} clips (one frame in "
+        f"{config.frame_stride} of the video), `{config.position_embedding_type}` "
         f"position embeddings{', a CLS token' if config.use_cls_token else ''}. Pre-trained by self-distillation "
         f"with a sparse encoder: {config.drop_rate:.0%} of the tubelet tokens dropped (`{config.drop_pattern}`), "
         f"{config.mask_ratio:.0%} of the kept ones masked for the student, `{config.loss_type}` loss, "

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vidrop import VidropModel
-from vidrop.evaluation import EvalArguments, evaluate, extract_features
+from vidrop.evaluation import EvalArguments, evaluate, extract_features, vidrop_features
 from vidrop.evaluation.features import eval_clip_starts, pool_features, square_crop_boxes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,3 +124,11 @@ def test_the_segment_rows_of_a_video_give_one_feature_the_mean_of_theirs(tiny_co
     np.testing.assert_allclose(segments.features, whole.features, atol=1e-5)
     with pytest.raises(ValueError, match="spans 15 frames, more than the 8-frame segment"):
         features("segments", num_clips=1, frame_stride=2)
+    # without a frame_stride, evaluation samples clips as the model was pre-trained: its config's frame_stride
+    args = EvalArguments(model="-", train_dataset=str(tmp_path / "segments"), feature_type="cls", num_clips=1)
+    model.config.frame_stride = 1
+    np.testing.assert_allclose(vidrop_features(model, tmp_path / "segments", args).features, segments.features,
+                               atol=1e-5)
+    model.config.frame_stride = 2
+    with pytest.raises(ValueError, match="spans 15 frames, more than the 8-frame segment"):
+        vidrop_features(model, tmp_path / "segments", args)

@@ -44,7 +44,8 @@ def _weights(folder):
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_each_zero_stage_trains_lowers_the_loss_and_exports(stage, compressed_dataset, labelled_dataset, tmp_path):
     output = tmp_path / "run"
-    evaluation = ["--eval_dataset", str(labelled_dataset)] if stage == 2 else []
+    # stage 2 also probes the teacher at the end, at the clip sampling it trained with (stride 1, not the default 2)
+    evaluation = ["--eval_dataset", str(labelled_dataset), "--frame_stride", "1"] if stage == 2 else []
     _run(_command(compressed_dataset, output, "--config_overrides", TINY + ",loss_type=mse", "--learning_rate",
                   "2e-3", *evaluation, stage=stage, steps=8), tmp_path)
     summary = json.loads((output / "summary.json").read_text())
@@ -55,6 +56,8 @@ def test_each_zero_stage_trains_lowers_the_loss_and_exports(stage, compressed_da
         assert summary["eval"]["linear_probe_top1"] == scores["linear_probe_top1"]
         assert (scores["num_train_videos"], scores["num_eval_videos"]) == (16, 32)
         assert scores["arguments"]["model"] == str(output / "teacher")
+        assert summary["config"]["frame_stride"] == scores["arguments"]["frame_stride"] == 1
+        assert AutoModel.from_pretrained(output / "teacher").config.frame_stride == 1
     else:
         assert "eval" not in summary and not (output / "eval.json").exists()
     events = list((output / "tensorboard").glob("events.out.tfevents.*"))
@@ -161,6 +164,7 @@ def test_the_no_option_demo_runs_end_to_end(tmp_path):
     summary = json.loads((tmp_path / "outputs" / "demo" / "summary.json").read_text())
     assert summary["steps"] == 4 and summary["world_size"] == 1
     assert summary["config"]["num_frames"] == 8 and summary["config"]["image_size"] == 64
+    assert summary["config"]["frame_stride"] == 4  # 29 of the synthetic videos' 32 frames per clip
     teacher = AutoModel.from_pretrained(tmp_path / "outputs" / "demo" / "teacher").eval()
     out = teacher(torch.randn(1, 8, 3, 64, 64))
     assert out.last_hidden_state.shape == (1, 1 + 4 * 8 * 8, 192)
@@ -328,6 +332,21 @@ def test_init_from_keeps_its_architecture(tmp_path, tiny_config):
     with pytest.raises(ValueError, match=r"changes hidden_size, num_hidden_layers of the --init_from model"):
         ModelArguments(init_from=str(tmp_path / "small"), config_overrides="hidden_size=96,num_hidden_layers=3") \
             .vidrop_config()
+
+
+def test_the_frame_stride_is_part_of_the_configuration(tmp_path, tiny_config):
+    from vidrop.training.arguments import ModelArguments
+
+    assert ModelArguments().vidrop_config().frame_stride == 4  # the demo's
+    assert ModelArguments(frame_stride=2).vidrop_config().frame_stride == 2
+    assert ModelArguments(frame_stride=1).vidrop_config().num_frames == 8  # the demo's other fields stay
+    assert ModelArguments(config_overrides="frame_stride=3").vidrop_config().frame_stride == 3
+    assert ModelArguments(frame_stride=1, config_overrides="frame_stride=3").vidrop_config().frame_stride == 1
+    vidrop.VidropModel(tiny_config(frame_stride=3)).save_pretrained(tmp_path / "small")
+    assert ModelArguments(init_from=str(tmp_path / "small")).vidrop_config().frame_stride == 3  # the model's own
+    assert ModelArguments(init_from=str(tmp_path / "small"), frame_stride=1).vidrop_config().frame_stride == 1
+    with pytest.raises(ValueError, match="frame_stride=0 is not allowed"):
+        tiny_config(frame_stride=0)
 
 
 def test_a_run_pushes_its_checkpoints_and_its_teacher_to_the_hub(compressed_dataset, tmp_path):

@@ -3,7 +3,7 @@
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,11 @@ class EvalArguments:
                           "averaged"},
     )
     num_crops: int = field(default=1, metadata={"help": "square crops per clip: 1 (centre) or 3"})
-    frame_stride: int = field(default=2, metadata={"help": "frames between the frames of a clip"})
+    frame_stride: int | None = field(
+        default=None,
+        metadata={"help": "video frames between the frames of a clip; default: the model's (its config's "
+                          "frame_stride, the stride it was pre-trained at)"},
+    )
     k: int = field(default=20, metadata={"help": "neighbours of the k-NN classifier (cosine)"})
     batch_size: int = field(default=16, metadata={"help": "views per encoder forward"})
     seed: int = field(default=0, metadata={"help": "seed of the split and of the probe"})
@@ -49,8 +53,9 @@ class EvalArguments:
         if self.feature_type not in FEATURE_TYPES:
             raise ValueError(f"feature_type={self.feature_type!r} is not allowed; allowed: {', '.join(FEATURE_TYPES)}")
         for name in ("num_clips", "k", "batch_size", "frame_stride"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: >= 1")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}={value!r} is not allowed; allowed: >= 1")
 
 
 def vidrop_features(model, dataset, args):
@@ -63,7 +68,7 @@ def vidrop_features(model, dataset, args):
         image_size=model.config.image_size,
         has_cls_token=model.config.use_cls_token,
         feature_type=args.feature_type,
-        frame_stride=args.frame_stride,
+        frame_stride=args.frame_stride or model.config.frame_stride,
         num_clips=args.num_clips,
         num_crops=args.num_crops,
         batch_size=args.batch_size,
@@ -110,6 +115,8 @@ def evaluate_features(features_of, args):
 def evaluate(args, model=None):
     """Evaluate `args.model` (or an already loaded `model`) as `args` says; writes and returns `eval.json`'s dict."""
     model = model if model is not None else VidropModel.from_pretrained(args.model)
+    if args.frame_stride is None:  # recorded in eval.json as the stride the model was pre-trained at
+        args = replace(args, frame_stride=model.config.frame_stride)
     result = evaluate_features(lambda dataset: vidrop_features(model, dataset, args), args)
     result["arguments"] = asdict(args)
     output = Path(args.output) if args.output else Path(args.model) / "eval.json"

@@ -52,6 +52,8 @@ class VidropConfig(PretrainedConfig):
     Args:
         image_size (`int`, defaults to 224): height and width of a global view, in pixels.
         num_frames (`int`, defaults to 16): frames per clip.
+        frame_stride (`int`, defaults to 2): video frames between consecutive frames of a clip, the sampling the
+            model is trained at; evaluation samples its clips the same way unless told otherwise.
         tubelet_size (`int`, defaults to 2): frames per tubelet token.
         patch_size (`int`, defaults to 16): height and width of a tubelet token, in pixels.
         num_channels (`int`, defaults to 3): colour channels.
@@ -112,6 +114,7 @@ class VidropConfig(PretrainedConfig):
         self,
         image_size=224,
         num_frames=16,
+        frame_stride=2,
         tubelet_size=2,
         patch_size=16,
         num_channels=3,
@@ -153,6 +156,7 @@ class VidropConfig(PretrainedConfig):
         super().__init__(**kwargs)
         self.image_size = image_size
         self.num_frames = num_frames
+        self.frame_stride = frame_stride
         self.tubelet_size = tubelet_size
         self.patch_size = patch_size
         self.num_channels = num_channels
@@ -211,7 +215,7 @@ class VidropConfig(PretrainedConfig):
     def validate_vidrop(self):
         """Raise `ValueError` naming the field, its value and what is allowed, for any inconsistent field."""
         for name in (
-            "image_size", "num_frames", "tubelet_size", "patch_size", "num_channels", "hidden_size",
+            "image_size", "num_frames", "frame_stride", "tubelet_size", "patch_size", "num_channels", "hidden_size",
             "num_hidden_layers", "num_attention_heads", "intermediate_size", "small_crop_size",
             "head_hidden_size", "head_bottleneck_size", "num_prototypes", "num_patch_prototypes",
             "sinkhorn_iterations",

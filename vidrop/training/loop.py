@@ -112,7 +112,6 @@ def _evaluate_teacher(teacher, output_dir, data_args, train_args):
         model=str(output_dir / "teacher"),
         train_dataset=data_args.train_dataset,
         eval_dataset=data_args.eval_dataset,
-        frame_stride=data_args.frame_stride,
         seed=train_args.seed,
         output=str(output_dir / "eval.json"),
     )
@@ -192,7 +191,7 @@ def pretrain(model_args, data_args, train_args):
             grayscale_probability=data_args.grayscale_probability,
         ),
         num_frames=config.num_frames,
-        frame_stride=data_args.frame_stride,
+        frame_stride=config.frame_stride,
         rank=rank,
         world_size=world_size,
         seed=train_args.seed,
