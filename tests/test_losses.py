@@ -11,6 +11,7 @@ from vidrop.losses import (
     IBOTPatchLoss,
     KoLeoLoss,
     TeacherCentering,
+    entropy_of_mean_prediction,
     mean_entropy,
     soft_cross_entropy,
     view_pairs,
@@ -71,6 +72,37 @@ def test_center_is_an_ema_of_the_batch_mean_and_is_subtracted():
     torch.testing.assert_close(centering.center, torch.tensor([[0.2 * 0.9 + 0.2, 0.4 * 0.9 + 0.4]]))
     torch.testing.assert_close(centering(logits, 0.5), torch.softmax((logits - centering.center) / 0.5, -1))
     assert "center" in centering.state_dict()
+
+
+def test_entropy_of_mean_prediction_is_high_only_when_the_rows_spread_over_prototypes():
+    spread = torch.eye(4) * 50.0  # four sharp rows on four different prototypes
+    assert entropy_of_mean_prediction(spread, 1.0).item() == pytest.approx(math.log(4), rel=1e-5)
+    same = spread[[0, 0, 0, 0]]  # every row on prototype 0
+    assert entropy_of_mean_prediction(same, 1.0).item() == pytest.approx(0.0, abs=1e-5)
+    # leading axes are rows too, and the temperature softens every row before the mean
+    views = torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]]])  # (V=2, B=1, P=2)
+    probs = torch.softmax(torch.tensor([1.0, 0.0]) / 0.5, -1)
+    expected = -(probs * probs.log()).sum().item()
+    assert entropy_of_mean_prediction(views, 0.5).item() == pytest.approx(expected, rel=1e-6)
+    # ascending it pulls collapsed rows apart
+    logits = (torch.randn(8, 4) * 0.01).requires_grad_(True)
+    optimizer = torch.optim.SGD([logits], lr=20.0)
+    before = entropy_of_mean_prediction(logits + torch.tensor([5.0, 0, 0, 0]), 1.0).item()
+    for _ in range(50):
+        optimizer.zero_grad()
+        (-entropy_of_mean_prediction(logits + torch.tensor([5.0, 0, 0, 0]), 1.0)).backward()
+        optimizer.step()
+    assert entropy_of_mean_prediction(logits + torch.tensor([5.0, 0, 0, 0]), 1.0).item() > before + 0.5
+
+
+def test_centering_none_only_sharpens():
+    centering = TeacherCentering(2, "none")
+    logits = torch.tensor([[1.0, 3.0], [3.0, 5.0]])
+    centering.update(logits)
+    torch.testing.assert_close(centering(logits, 0.25), torch.softmax(logits / 0.25, -1))
+    allowed = "allowed: 'center', 'sinkhorn_knopp', 'none'"
+    with pytest.raises(ValueError, match=f"centering='mean' is not supported; {allowed}"):
+        TeacherCentering(2, "mean")
 
 
 def test_sinkhorn_knopp_balances_prototypes():

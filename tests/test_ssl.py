@@ -19,11 +19,12 @@ def test_forward_returns_loss_and_metrics_without_backward(tiny_config, ssl_batc
     assert loss.ndim == 0 and loss.requires_grad and torch.isfinite(loss)
     assert all(p.grad is None for p in model.parameters())
     assert set(metrics) == {
-        "loss", "cls_loss", "patch_loss", "koleo_loss", "kept_tokens_per_clip", "masked_tokens_per_clip",
-        "teacher_cls_entropy", "teacher_patch_entropy",
+        "loss", "cls_loss", "patch_loss", "koleo_loss", "student_mean_entropy", "kept_tokens_per_clip",
+        "masked_tokens_per_clip", "teacher_cls_entropy", "teacher_patch_entropy", "teacher_cls_prototypes_used",
+        "teacher_patch_prototypes_used",
     }
     torch.testing.assert_close(metrics["loss"], metrics["cls_loss"] + metrics["patch_loss"])
-    assert metrics["koleo_loss"].item() == 0.0  # off by default
+    assert metrics["koleo_loss"].item() == 0.0 and metrics["student_mean_entropy"].item() == 0.0  # off by default
     # 2 global views of 16 kept tokens + 2 small crops of 4 (of 8) kept tokens; half of the global kept tokens masked
     assert metrics["kept_tokens_per_clip"].item() == 2 * 16 + 2 * 4
     assert metrics["masked_tokens_per_clip"].item() == 2 * 8
@@ -108,7 +109,7 @@ def test_no_mask_and_no_small_crops(tiny_config, ssl_batch):
     assert "small_pixel_values" not in batch
     loss, metrics = model(batch)
     assert metrics["patch_loss"].item() == 0.0 and metrics["masked_tokens_per_clip"].item() == 0
-    assert "teacher_patch_entropy" not in metrics  # no targets, nothing to watch
+    assert "teacher_patch_entropy" not in metrics and "teacher_patch_prototypes_used" not in metrics  # no targets
     loss.backward()
     assert model.student["backbone"].embeddings.cls_token.grad.abs().sum() > 0
 
@@ -125,6 +126,28 @@ def test_koleo_weight_adds_the_spread_of_the_global_views_cls_features(tiny_conf
     assert model.student["backbone"].embeddings.cls_token.grad.abs().sum() > 0
 
 
+def test_mean_entropy_weight_rewards_predictions_spread_over_the_prototypes(tiny_config, ssl_batch):
+    config = tiny_config(drop_rate=0.5, mask_ratio=0.5, centering="none", mean_entropy_weight=0.5)
+    model = _ssl(config).train()
+    batch = ssl_batch(config)
+    loss, metrics = model(batch)
+    # the entropy of the mean prediction of each head, at most log P for each
+    assert 0.0 < metrics["student_mean_entropy"].item() <= math.log(config.num_prototypes) + math.log(
+        config.num_patch_prototypes
+    )
+    torch.testing.assert_close(
+        metrics["loss"], metrics["cls_loss"] + metrics["patch_loss"] - 0.5 * metrics["student_mean_entropy"]
+    )
+    loss.backward()
+    assert model.student["cls_head"].prototypes.grad.abs().sum() > 0
+    # no centering: the teacher's targets are its sharpened logits, and no state moves
+    assert model.cls_centering.center.abs().sum() == 0
+    with torch.no_grad():
+        logits = model.teacher["cls_head"](model._encode_teacher(
+            batch["global_pixel_values"].flatten(0, 1), batch["global_keep_indices"].flatten(0, 1))[0])
+    torch.testing.assert_close(model.cls_centering(logits, 0.1), torch.softmax(logits / 0.1, -1))
+
+
 def test_teacher_entropy_metrics_watch_the_targets_for_collapse(tiny_config, ssl_batch):
     config = tiny_config(drop_rate=0.5, mask_ratio=0.5)
     model = _ssl(config).eval()
@@ -133,9 +156,20 @@ def test_teacher_entropy_metrics_watch_the_targets_for_collapse(tiny_config, ssl
     _, hot = model(batch, teacher_temperature=1e4)
     assert hot["teacher_cls_entropy"].item() == pytest.approx(math.log(config.num_prototypes), rel=1e-4)
     assert hot["teacher_patch_entropy"].item() == pytest.approx(math.log(config.num_patch_prototypes), rel=1e-4)
-    # a cold teacher gives (nearly) one-hot targets
+    # ... spread over every prototype
+    assert hot["teacher_cls_prototypes_used"].item() == pytest.approx(config.num_prototypes, rel=1e-3)
+    # a cold teacher gives (nearly) one-hot targets, on at most as many prototypes as the batch has rows
     _, cold = model(batch, teacher_temperature=1e-5)
     assert cold["teacher_cls_entropy"].item() < 0.05 and cold["teacher_patch_entropy"].item() < 0.05
+    rows = batch["global_pixel_values"].shape[0] * batch["global_pixel_values"].shape[1]
+    assert 1.0 <= cold["teacher_cls_prototypes_used"].item() <= rows + 1e-3
+    # every clip on the same prototype: the collapse that mean entropy does not show
+    with torch.no_grad():
+        model.teacher["cls_head"].mlp[-1].weight.zero_()
+        model.teacher["cls_head"].mlp[-1].bias.fill_(1.0)
+    _, same = model(batch, teacher_temperature=1e-5)
+    assert same["teacher_cls_entropy"].item() < 0.05
+    assert same["teacher_cls_prototypes_used"].item() == pytest.approx(1.0, abs=1e-3)
 
 
 def test_centers_move_only_in_training(tiny_config, ssl_batch):

@@ -52,6 +52,17 @@ def soft_cross_entropy(student_logits, teacher_probs, student_temperature):
     return -(teacher_probs * log_probs).sum(dim=-1)
 
 
+def entropy_of_mean_prediction(logits, temperature):
+    """Entropy in nats of the mean softmax prediction over the rows of `(..., P)` logits -> scalar, in fp32.
+
+    MSN's mean-entropy maximisation ("me-max") subtracts it from the loss: it stays near log P only while the
+    predictions of a batch spread over the prototypes, so a head that sends every input to the same prototypes is
+    penalised, whatever the batch size. It reads one rank's rows, as KoLeo does.
+    """
+    probs = F.softmax(logits.float().flatten(0, -2) / temperature, dim=-1).mean(dim=0)  # (P,)
+    return -(probs * probs.clamp_min(1e-12).log()).sum()
+
+
 def mean_entropy(probs):
     """Mean entropy in nats of the rows of `(..., P)` probabilities -> scalar.
 
@@ -66,13 +77,14 @@ class TeacherCentering(nn.Module):
 
     `center`: softmax of `(logits - center) / tau`, with `center` an EMA of the batch-mean logits, updated by
     `update` after each training forward (DINO). `sinkhorn_knopp`: a few Sinkhorn-Knopp iterations that make
-    the batch assignment to prototypes uniform (SwAV, DINOv2); it keeps no state.
+    the batch assignment to prototypes uniform (SwAV, DINOv2); it keeps no state. `none`: softmax of
+    `logits / tau`, sharpening only (MSN, which keeps the predictions apart with `entropy_of_mean_prediction`).
     """
 
     def __init__(self, num_prototypes, centering="center", momentum=0.9, iterations=3):
         super().__init__()
-        if centering not in ("center", "sinkhorn_knopp"):
-            raise ValueError(f"centering={centering!r} is not supported; allowed: 'center', 'sinkhorn_knopp'")
+        if centering not in ("center", "sinkhorn_knopp", "none"):
+            raise ValueError(f"centering={centering!r} is not supported; allowed: 'center', 'sinkhorn_knopp', 'none'")
         self.centering = centering
         self.momentum = momentum
         self.iterations = iterations
@@ -89,9 +101,10 @@ class TeacherCentering(nn.Module):
     def forward(self, teacher_logits, temperature):
         """`(M, P)` logits -> `(M, P)` fp32 target probabilities, rows summing to 1."""
         logits = teacher_logits.float()
-        if self.centering == "center":
-            return F.softmax((logits - self.center) / temperature, dim=-1)
-        return self._sinkhorn_knopp(logits, temperature)
+        if self.centering == "sinkhorn_knopp":
+            return self._sinkhorn_knopp(logits, temperature)
+        center = self.center if self.centering == "center" else 0.0
+        return F.softmax((logits - center) / temperature, dim=-1)
 
     def _sinkhorn_knopp(self, logits, temperature):
         num_rows = _all_reduce(torch.tensor(float(logits.shape[0]), device=logits.device))
@@ -109,7 +122,7 @@ class TeacherCentering(nn.Module):
 
     @torch.no_grad()
     def update(self, teacher_logits):
-        """EMA of the batch-mean teacher logits `(M, P)` (over all ranks); nothing for Sinkhorn-Knopp."""
+        """EMA of the batch-mean teacher logits `(M, P)` (over all ranks); nothing for the other centerings."""
         if self.centering != "center":
             return
         logits = teacher_logits.float()

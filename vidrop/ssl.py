@@ -20,6 +20,7 @@ from .losses import (
     KoLeoLoss,
     TeacherCentering,
     average_over_view_pairs,
+    entropy_of_mean_prediction,
     mean_entropy,
 )
 from .models import VidropConfig, VidropModel
@@ -160,8 +161,9 @@ class SelfDistillation(nn.Module):
         student_targets, teacher_targets = student_tokens[mask], teacher_tokens[mask]  # (M, D) each
         temperature = self.config.teacher_temperature if teacher_temperature is None else teacher_temperature
         entropies = {}
+        spread = student_cls.new_zeros(())  # entropy of the mean student prediction, for mean_entropy_weight
         if self.config.loss_type == "dino_ibot":
-            cls_loss, patch_loss = self._prototype_losses(
+            cls_loss, patch_loss, spread = self._prototype_losses(
                 student_cls, teacher_cls, student_targets, teacher_targets, temperature, entropies
             )
         else:
@@ -173,12 +175,14 @@ class SelfDistillation(nn.Module):
             self.config.cls_loss_weight * cls_loss
             + self.config.patch_loss_weight * patch_loss
             + self.config.koleo_loss_weight * koleo_loss
+            - self.config.mean_entropy_weight * spread
         )
         metrics = {
             "loss": loss.detach(),
             "cls_loss": cls_loss.detach(),
             "patch_loss": patch_loss.detach(),
             "koleo_loss": koleo_loss.detach(),
+            "student_mean_entropy": spread.detach(),
             "kept_tokens_per_clip": torch.tensor(float(kept_tokens) / batch_size),
             "masked_tokens_per_clip": torch.tensor(student_targets.shape[0] / batch_size),
             **entropies,
@@ -188,30 +192,45 @@ class SelfDistillation(nn.Module):
     def _prototype_losses(self, student_cls, teacher_cls, student_targets, teacher_targets, temperature, entropies):
         """DINO CLS loss over view pairs and iBOT loss at the targets; updates the centers when training.
 
-        Puts the mean entropy of the teacher's targets in `entropies` (`teacher_cls_entropy`, and
-        `teacher_patch_entropy` when there are targets): log P means the targets collapsed to uniform.
+        Returns `(cls_loss, patch_loss, spread)`: `spread` is the entropy of the student's mean prediction, summed
+        over the two heads (zero unless `mean_entropy_weight` > 0). Puts two watches of the teacher's targets in
+        `entropies`, for the CLS head and (when there are targets) the per-patch head: `teacher_*_entropy`, their
+        mean entropy (log P: every target uniform, DINO's uniform collapse), and `teacher_*_prototypes_used`, the
+        exponential of the entropy of their mean over the rank's batch (1: every target on the same prototype,
+        the other collapse).
         """
         with torch.no_grad():
             teacher_cls_logits = self.teacher["cls_head"](teacher_cls)  # (G, B, P)
             teacher_cls_probs = self.cls_centering(teacher_cls_logits.flatten(0, 1), temperature)
             entropies["teacher_cls_entropy"] = mean_entropy(teacher_cls_probs)
-        cls_loss = self.cls_loss(self.student["cls_head"](student_cls), teacher_cls_probs.view_as(teacher_cls_logits))
+            entropies["teacher_cls_prototypes_used"] = mean_entropy(teacher_cls_probs.mean(dim=0)).exp()
+        student_cls_logits = self.student["cls_head"](student_cls)  # (G + S, B, P)
+        cls_loss = self.cls_loss(student_cls_logits, teacher_cls_probs.view_as(teacher_cls_logits))
         if self.training:
             self.cls_centering.update(teacher_cls_logits.flatten(0, 1))
-        return cls_loss, self._patch_or_zero(
-            student_targets, lambda s: self._ibot_loss(s, teacher_targets, temperature, entropies)
-        )
+        if student_targets.shape[0] == 0:  # mask ratio 0, on every rank alike: see `_patch_or_zero`
+            return cls_loss, student_targets.sum() * 0.0, self._spread(student_cls_logits)
+        patch_loss, patch_spread = self._ibot_loss(student_targets, teacher_targets, temperature, entropies)
+        return cls_loss, patch_loss, self._spread(student_cls_logits) + patch_spread
+
+    def _spread(self, student_logits):
+        """Entropy of the mean student prediction of `(..., P)` logits, or a zero when `mean_entropy_weight` is 0."""
+        if self.config.mean_entropy_weight == 0:
+            return student_logits.new_zeros(())
+        return entropy_of_mean_prediction(student_logits, self.config.student_temperature)
 
     def _ibot_loss(self, student_targets, teacher_targets, temperature, entropies):
-        """iBOT loss at the `(M, D)` targets; updates the patch center when training."""
+        """iBOT loss at the `(M, D)` targets and the spread of the student's predictions there; updates the patch
+        center when training."""
         with torch.no_grad():
             teacher_logits = self.teacher["patch_head"](teacher_targets)  # (M, Pp)
             teacher_probs = self.patch_centering(teacher_logits, temperature)
             entropies["teacher_patch_entropy"] = mean_entropy(teacher_probs)
-        loss = self.patch_loss(self.student["patch_head"](student_targets), teacher_probs)
+            entropies["teacher_patch_prototypes_used"] = mean_entropy(teacher_probs.mean(dim=0)).exp()
+        student_logits = self.student["patch_head"](student_targets)  # (M, Pp)
         if self.training:
             self.patch_centering.update(teacher_logits)
-        return loss
+        return self.patch_loss(student_logits, teacher_probs), self._spread(student_logits)
 
     def _patch_or_zero(self, student_targets, loss_fn):
         """`loss_fn(student_targets)`, or a zero that keeps the graph when there is no target (mask ratio 0).

@@ -41,6 +41,19 @@ def test_a_view_is_the_crop_of_the_decoded_frames():
     torch.testing.assert_close(view, expected)
 
 
+def test_crop_scales_bound_the_area_of_every_crop_and_are_checked():
+    rng = np.random.default_rng(0)
+    for scale in ((0.1, 0.3), (0.6, 1.0)):
+        boxes = [random_resized_box(64, 64, scale, (3 / 4, 4 / 3), rng) for _ in range(50)]
+        areas = [h * w / 64**2 for _, _, h, w in boxes]
+        assert scale[0] - 0.02 <= min(areas) and max(areas) <= scale[1] + 0.02  # rounding to whole pixels
+    for bad in ((0.4, 0.2), (0.0, 0.5), (0.5, 1.5), (0.5,)):
+        with pytest.raises(ValueError, match=r"global_crop_scale=.* is not allowed; it must be two area fractions"):
+            MultiCrop(global_crop_scale=bad)
+    with pytest.raises(ValueError, match=r"small_crop_scale=\(0.5, 0.1\) is not allowed"):
+        MultiCrop(small_crop_scale=[0.5, 0.1])
+
+
 def test_clip_sampling_and_padding_by_repetition():
     rng = np.random.default_rng(0)
     for _ in range(50):

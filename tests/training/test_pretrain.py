@@ -46,8 +46,13 @@ def test_each_zero_stage_trains_lowers_the_loss_and_exports(stage, compressed_da
     output = tmp_path / "run"
     # stage 2 also probes the teacher at the end, at the clip sampling it trained with (stride 1, not the default 2)
     evaluation = ["--eval_dataset", str(labelled_dataset), "--frame_stride", "1"] if stage == 2 else []
+    # stage 1 cuts its crops from other area ranges than the default
+    crops = ["--global_crop_scale", "0.6", "1.0", "--small_crop_scale", "0.2", "0.5"] if stage == 1 else []
     _run(_command(compressed_dataset, output, "--config_overrides", TINY + ",loss_type=mse", "--learning_rate",
-                  "2e-3", *evaluation, stage=stage, steps=8), tmp_path)
+                  "2e-3", *evaluation, *crops, stage=stage, steps=8), tmp_path)
+    data_arguments = json.loads((output / "arguments.json").read_text())["data"]
+    assert (data_arguments["global_crop_scale"], data_arguments["small_crop_scale"]) == (
+        ([0.6, 1.0], [0.2, 0.5]) if crops else ([0.4, 1.0], [0.1, 0.4]))
     summary = json.loads((output / "summary.json").read_text())
     assert summary["steps"] == 8 and summary["clips_seen"] == 8 * 4 and summary["world_size"] == 2
     assert summary["clips_per_second"] > 0 and summary["config"]["loss_type"] == "mse"

@@ -82,14 +82,24 @@ class MultiCrop:
     global_size: int = 224
     small_size: int = 96
     num_small_crops: int = 2
-    global_scale: tuple = (0.4, 1.0)
-    small_scale: tuple = (0.1, 0.4)
+    global_crop_scale: tuple = (0.4, 1.0)
+    small_crop_scale: tuple = (0.1, 0.4)
     ratio: tuple = (3 / 4, 4 / 3)
     flip_probability: float = 0.5
     jitter_probability: float = 0.0
     jitter_strength: float = 0.4
     grayscale_probability: float = 0.0
     num_global_crops: int = 2
+
+    def __post_init__(self):
+        for name in ("global_crop_scale", "small_crop_scale"):
+            scale = tuple(getattr(self, name))
+            if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+                raise ValueError(
+                    f"{name}={scale!r} is not allowed; it must be two area fractions (low, high) with "
+                    "0 < low <= high <= 1"
+                )
+            setattr(self, name, scale)
 
     def view(self, indices, palette, size, scale, rng):
         """One view: `indices` `(T, H, W)` uint8 -> `(T, C, size, size)` float normalised."""
@@ -106,10 +116,12 @@ class MultiCrop:
         """`indices` `(T, H, W)` uint8, `palette` `(P, 3)` uint8 -> `global_views` `(2, T, C, S, S)`, `small_views`
         `(n, T, C, s, s)`."""
         global_views = [
-            self.view(indices, palette, self.global_size, self.global_scale, rng) for _ in range(self.num_global_crops)
+            self.view(indices, palette, self.global_size, self.global_crop_scale, rng)
+            for _ in range(self.num_global_crops)
         ]
         small_views = [
-            self.view(indices, palette, self.small_size, self.small_scale, rng) for _ in range(self.num_small_crops)
+            self.view(indices, palette, self.small_size, self.small_crop_scale, rng)
+            for _ in range(self.num_small_crops)
         ]
         sample = {"global_views": torch.stack(global_views)}
         if small_views:

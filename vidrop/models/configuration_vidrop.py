@@ -4,7 +4,7 @@ from transformers import PretrainedConfig
 
 DROP_PATTERNS = ("random", "tube", "block", "spatial_uniform", "temporal_uniform", "stratified")
 LOSS_TYPES = ("dino_ibot", "mse", "cosine", "smooth_l1")
-CENTERINGS = ("center", "sinkhorn_knopp")
+CENTERINGS = ("center", "sinkhorn_knopp", "none")
 POSITION_EMBEDDING_TYPES = ("sincos_3d", "learned", "sincos_1d", "rope_3d")
 # Fields that decide a checkpoint's weights or what they compute: a model started from a checkpoint keeps them.
 ARCHITECTURE_FIELDS = (
@@ -97,13 +97,17 @@ class VidropConfig(PretrainedConfig):
         teacher_temperature (`float`, defaults to 0.07): softmax temperature of the teacher (its warm-up
             schedule belongs to the training arguments).
         centering (`str`, defaults to `"center"`): teacher centering, `"center"` (EMA of the teacher's mean
-            logits) or `"sinkhorn_knopp"`.
+            logits), `"sinkhorn_knopp"` or `"none"` (sharpening only, as MSN; pair it with
+            `mean_entropy_weight`).
         center_momentum (`float`, defaults to 0.9): momentum of the `"center"` EMA, in [0, 1).
         sinkhorn_iterations (`int`, defaults to 3): iterations of Sinkhorn-Knopp centering.
         cls_loss_weight (`float`, defaults to 1.0): weight of the CLS loss in the total.
         patch_loss_weight (`float`, defaults to 1.0): weight of the per-patch loss in the total.
         koleo_loss_weight (`float`, defaults to 0.0): weight of the KoLeo regulariser (DINOv2) that spreads
             the student's CLS features of each global view over the batch; 0 turns it off.
+        mean_entropy_weight (`float`, defaults to 0.0): weight of MSN's mean-entropy maximisation: the entropy of
+            the student's mean prototype prediction over one rank's batch is subtracted from the loss, for the CLS
+            and the per-patch head alike (`loss_type="dino_ibot"` only); 0 turns it off.
         teacher_sees_dropped_tokens (`bool`, defaults to False): False, the teacher encodes the same kept
             tokens as the student; True, it encodes all tokens and its outputs are read at the kept ones.
     """
@@ -150,6 +154,7 @@ class VidropConfig(PretrainedConfig):
         cls_loss_weight=1.0,
         patch_loss_weight=1.0,
         koleo_loss_weight=0.0,
+        mean_entropy_weight=0.0,
         teacher_sees_dropped_tokens=False,
         **kwargs,
     ):
@@ -192,6 +197,7 @@ class VidropConfig(PretrainedConfig):
         self.cls_loss_weight = cls_loss_weight
         self.patch_loss_weight = patch_loss_weight
         self.koleo_loss_weight = koleo_loss_weight
+        self.mean_entropy_weight = mean_entropy_weight
         self.teacher_sees_dropped_tokens = teacher_sees_dropped_tokens
         self.validate_vidrop()
         if self.position_embedding_grid is None:
@@ -275,8 +281,13 @@ class VidropConfig(PretrainedConfig):
         _check_range("initializer_range", self.initializer_range, 0.0, 1.0, low_open=True)
         for name in ("student_temperature", "teacher_temperature"):
             _check_range(name, getattr(self, name), 0.0, 10.0, low_open=True)
-        for name in ("cls_loss_weight", "patch_loss_weight", "koleo_loss_weight"):
+        for name in ("cls_loss_weight", "patch_loss_weight", "koleo_loss_weight", "mean_entropy_weight"):
             _check_range(name, getattr(self, name), 0.0, float("inf"))
+        if self.mean_entropy_weight > 0 and self.loss_type != "dino_ibot":
+            raise ValueError(
+                f"mean_entropy_weight={self.mean_entropy_weight} with loss_type={self.loss_type!r}; allowed: "
+                "loss_type='dino_ibot' or mean_entropy_weight=0 (it spreads prototype predictions)"
+            )
         if self.cls_loss_weight > 0 and not self.use_cls_token:
             raise ValueError(
                 f"use_cls_token=False with cls_loss_weight={self.cls_loss_weight}; allowed: use_cls_token=True "

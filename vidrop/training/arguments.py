@@ -95,6 +95,14 @@ class DataArguments:
     jitter_probability: float = field(default=0.8, metadata={"help": "colour jitter per view (DINO: 0.8)"})
     jitter_strength: float = field(default=0.4, metadata={"help": "brightness/contrast/saturation jitter range"})
     grayscale_probability: float = field(default=0.2, metadata={"help": "grayscale per view (DINO: 0.2)"})
+    global_crop_scale: list[float] = field(
+        default_factory=lambda: [0.4, 1.0],
+        metadata={"help": "area range of the global crops, as a fraction of the frame (DINO's global_crops_scale)"},
+    )
+    small_crop_scale: list[float] = field(
+        default_factory=lambda: [0.1, 0.4],
+        metadata={"help": "area range of the small crops, as a fraction of the frame (DINO's local_crops_scale)"},
+    )
 
 
 @dataclass

@@ -189,6 +189,8 @@ def pretrain(model_args, data_args, train_args):
             jitter_probability=data_args.jitter_probability,
             jitter_strength=data_args.jitter_strength,
             grayscale_probability=data_args.grayscale_probability,
+            global_crop_scale=data_args.global_crop_scale,
+            small_crop_scale=data_args.small_crop_scale,
         ),
         num_frames=config.num_frames,
         frame_stride=config.frame_stride,
