@@ -59,8 +59,7 @@ def entropy_of_mean_prediction(logits, temperature):
     predictions of a batch spread over the prototypes, so a head that sends every input to the same prototypes is
     penalised, whatever the batch size. It reads one rank's rows, as KoLeo does.
     """
-    probs = F.softmax(logits.float().flatten(0, -2) / temperature, dim=-1).mean(dim=0)  # (P,)
-    return -(probs * probs.clamp_min(1e-12).log()).sum()
+    return mean_entropy(F.softmax(logits.float().flatten(0, -2) / temperature, dim=-1).mean(dim=0))  # of (P,)
 
 
 def mean_entropy(probs):
