@@ -12,6 +12,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .models.configuration_vidrop import CENTERINGS
+
 REGRESSION_LOSSES = ("mse", "cosine", "smooth_l1")
 
 
@@ -62,6 +64,13 @@ def entropy_of_mean_prediction(logits, temperature):
     return mean_entropy(F.softmax(logits.float().flatten(0, -2) / temperature, dim=-1).mean(dim=0))  # of (P,)
 
 
+def prototypes_used(probs):
+    """How many prototypes the rows of `(M, P)` probabilities use together -> scalar: the exponential of the
+    entropy of their mean, 1 when every row puts its mass on the same prototype (a collapse that `mean_entropy`
+    does not show), up to P when the batch spreads over all of them."""
+    return mean_entropy(probs.mean(dim=0)).exp()
+
+
 def mean_entropy(probs):
     """Mean entropy in nats of the rows of `(..., P)` probabilities -> scalar.
 
@@ -82,8 +91,8 @@ class TeacherCentering(nn.Module):
 
     def __init__(self, num_prototypes, centering="center", momentum=0.9, iterations=3):
         super().__init__()
-        if centering not in ("center", "sinkhorn_knopp", "none"):
-            raise ValueError(f"centering={centering!r} is not supported; allowed: 'center', 'sinkhorn_knopp', 'none'")
+        if centering not in CENTERINGS:
+            raise ValueError(f"centering={centering!r} is not supported; allowed: {', '.join(map(repr, CENTERINGS))}")
         self.centering = centering
         self.momentum = momentum
         self.iterations = iterations

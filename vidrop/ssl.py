@@ -22,6 +22,7 @@ from .losses import (
     average_over_view_pairs,
     entropy_of_mean_prediction,
     mean_entropy,
+    prototypes_used,
 )
 from .models import VidropConfig, VidropModel
 
@@ -195,15 +196,14 @@ class SelfDistillation(nn.Module):
         Returns `(cls_loss, patch_loss, spread)`: `spread` is the entropy of the student's mean prediction, summed
         over the two heads (zero unless `mean_entropy_weight` > 0). Puts two watches of the teacher's targets in
         `entropies`, for the CLS head and (when there are targets) the per-patch head: `teacher_*_entropy`, their
-        mean entropy (log P: every target uniform, DINO's uniform collapse), and `teacher_*_prototypes_used`, the
-        exponential of the entropy of their mean over the rank's batch (1: every target on the same prototype,
-        the other collapse).
+        mean entropy (log P: every target uniform, DINO's uniform collapse), and `teacher_*_prototypes_used`
+        over the rank's batch (1: every target on the same prototype, the other collapse).
         """
         with torch.no_grad():
             teacher_cls_logits = self.teacher["cls_head"](teacher_cls)  # (G, B, P)
             teacher_cls_probs = self.cls_centering(teacher_cls_logits.flatten(0, 1), temperature)
             entropies["teacher_cls_entropy"] = mean_entropy(teacher_cls_probs)
-            entropies["teacher_cls_prototypes_used"] = mean_entropy(teacher_cls_probs.mean(dim=0)).exp()
+            entropies["teacher_cls_prototypes_used"] = prototypes_used(teacher_cls_probs)
         student_cls_logits = self.student["cls_head"](student_cls)  # (G + S, B, P)
         cls_loss = self.cls_loss(student_cls_logits, teacher_cls_probs.view_as(teacher_cls_logits))
         if self.training:
@@ -226,7 +226,7 @@ class SelfDistillation(nn.Module):
             teacher_logits = self.teacher["patch_head"](teacher_targets)  # (M, Pp)
             teacher_probs = self.patch_centering(teacher_logits, temperature)
             entropies["teacher_patch_entropy"] = mean_entropy(teacher_probs)
-            entropies["teacher_patch_prototypes_used"] = mean_entropy(teacher_probs.mean(dim=0)).exp()
+            entropies["teacher_patch_prototypes_used"] = prototypes_used(teacher_probs)
         student_logits = self.student["patch_head"](student_targets)  # (M, Pp)
         if self.training:
             self.patch_centering.update(teacher_logits)
