@@ -56,7 +56,7 @@ from vidrop.ablation.report import loss_curve
 from vidrop.data import SSLCollator
 from vidrop.evaluation import vidrop_features
 from vidrop.ssl import SelfDistillation
-from vidrop.training.arguments import DEMO_OVERRIDES, TrainArguments, parse_overrides
+from vidrop.training.arguments import DEMO_OVERRIDES, parse_overrides
 
 TARGET = {"hidden_size": 192, "num_hidden_layers": 6, "num_attention_heads": 3, "intermediate_size": 768}
 HALF = {"hidden_size": 96, "num_hidden_layers": 3, "num_attention_heads": 3, "intermediate_size": 384}
@@ -108,8 +108,9 @@ def main():
                         help="with --grown_compute below 1, also train the target from scratch at that compute and "
                         "report the grown run against it (default: on)")
     parser.add_argument("--window", type=int, default=20, help="steps averaged on the loss curves")
-    parser.add_argument("--micro_batch_size", type=int, default=TrainArguments.micro_batch_size,
-                        help="clips per rank and step of both runs (FLOPs are counted at it)")
+    parser.add_argument("--micro_batch_size", type=int, default=4,
+                        help="clips per rank and step of both runs (FLOPs are counted at it; 4, the launcher's "
+                        "default until 2026-12-07, at which the rows recorded without it ran)")
     parser.add_argument("--grown_args", default="", help="extra launchers/pretrain.py options of the grown run, "
                         "e.g. '--growth_noise 0.5 --growth_warmup_steps 30'")
     parser.add_argument("--config_overrides", default="",

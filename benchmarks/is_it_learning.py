@@ -6,7 +6,7 @@ as `launchers/evaluate.py`):
   * the trained teacher on clips in order;
   * the same architecture with random weights (the baseline);
   * the trained teacher fed frame-shuffled clips (the control: the classes are motions, so order matters);
-  * the run's exported student, printed beside the teacher (at 200 steps it often probes higher) but not judged:
+  * the run's exported student, printed beside the teacher (in shorter runs it often probes higher) but not judged:
     the teacher is what a run evaluates and pushes by default (`launchers/push_to_hub.py --which student` for
     the other).
 Every encoder sees its clips at the frame stride the run trained at (the config's `frame_stride`).
@@ -30,6 +30,7 @@ finished run trained with other arguments is an error naming them).
     python benchmarks/is_it_learning.py --workdir runs/default    # score finished runs again
     python benchmarks/is_it_learning.py --pretrain_seeds 1        # one run (seed 0) only
     python benchmarks/is_it_learning.py --pretrain_args "--frame_stride 2"    # the demo's sampling until 2026-12-06
+    python benchmarks/is_it_learning.py --pretrain_args "--micro_batch_size 4 --max_steps 200"  # demo before 2026-12-07
 """
 
 import argparse

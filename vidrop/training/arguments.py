@@ -111,9 +111,9 @@ class TrainArguments:
 
     output_dir: str = field(default=DEFAULT_OUTPUT_DIR, metadata={"help": "checkpoints, logs, exports, summary"})
     deepspeed: str = field(default="ds_configs/zero2.json", metadata={"help": "DeepSpeed JSON (see ds_configs/)"})
-    micro_batch_size: int = field(default=4, metadata={"help": "clips per rank per micro step"})
+    micro_batch_size: int = field(default=16, metadata={"help": "clips per rank per micro step"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro steps per optimizer step"})
-    max_steps: int = field(default=200, metadata={"help": "optimizer steps (ignored when num_epochs is given)"})
+    max_steps: int = field(default=400, metadata={"help": "optimizer steps (ignored when num_epochs is given)"})
     num_epochs: float | None = field(
         default=None,
         metadata={"help": "train for this many passes over the dataset instead (needs the dataset's stats.json)"},
