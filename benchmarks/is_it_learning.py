@@ -9,7 +9,8 @@ as `launchers/evaluate.py`):
   * the run's exported student, printed beside the teacher (in shorter runs it often probes higher) but not judged:
     the teacher is what a run evaluates and pushes by default (`launchers/push_to_hub.py --which student` for
     the other).
-Every encoder sees its clips at the frame stride the run trained at (the config's `frame_stride`).
+Every encoder sees its clips at the frame stride the run trained at (the config's `frame_stride`). Each encoder's
+top-1 on each motion's scored videos is printed too (which motions the features confuse).
 Goals: trained - random >= 15 points of linear-probe top-1, and trained > shuffled. Exit status 1 if missed.
 
 The gap moves by several points from one pre-training seed to the next, mostly because random weights drawn with
@@ -63,6 +64,17 @@ def score_run(output, seed, dataset, probe_seeds):
             for name, model, shuffle in zip(ENCODERS, models, shuffles)}
 
 
+def print_per_class(scores):
+    """The linear probe's top-1 on each class's scored videos, per encoder (mean over runs and probe splits):
+    which motions the features tell apart and which they confuse."""
+    short = ("trained", "random", "shuffled", "student")
+    classes = list(scores[0][ENCODERS[0]]["linear_probe_per_class_top1"])
+    print(f"{'linear probe top-1 by class %':<30}" + "".join(f"{name:>10}" for name in short))
+    for name in classes:
+        means = [np.mean([s[encoder]["linear_probe_per_class_top1"][name] for s in scores]) for encoder in ENCODERS]
+        print(f"{name:<30}" + "".join(f"{mean:>10.1f}" for mean in means))
+
+
 def spread(values):
     """` (std S over N runs)` of per-run values, or nothing for one run."""
     return f" (std {values.std(ddof=1):.1f} over {len(values)} runs)" if len(values) > 1 else ""
@@ -97,6 +109,7 @@ def main():
     for name in ENCODERS:
         per_run = "   " + " / ".join(f"{v:.1f}" for v in top1[name]) if len(runs) > 1 else ""
         print(f"{name:<42} {top1[name].mean():>14.1f} {knn[name].mean():>8.1f}{per_run}")
+    print_per_class(scores)
     gains = top1[ENCODERS[0]] - top1[ENCODERS[1]]
     student_gains = top1[ENCODERS[3]] - top1[ENCODERS[1]]
     orders = top1[ENCODERS[0]] - top1[ENCODERS[2]]

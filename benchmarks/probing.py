@@ -30,7 +30,8 @@ def probe_dataset(data_folder, videos_per_class):
 
 def mean_probe(features_of, dataset, seeds, feature_type="both", shuffle_frames=False):
     """Linear probe and k-NN of `features_of(dataset, eval_args)`, mean over `seeds` splits of `dataset` (fit on
-    one half, score the other) -> `{"linear_probe_top1", "knn_top1", "videos": (fitted, scored)}`.
+    one half, score the other) -> `{"linear_probe_top1", "knn_top1", "linear_probe_per_class_top1": {class:
+    top-1}, "videos": (fitted, scored)}`.
 
     The features are extracted once, from clips at the encoder's own frame stride (`eval_args.frame_stride` is
     None; with `shuffle_frames`, the frames are shuffled with seed 0), and split `seeds` ways."""
@@ -38,5 +39,7 @@ def mean_probe(features_of, dataset, seeds, feature_type="both", shuffle_frames=
     features = features_of(dataset, args)
     scores = [evaluate_features(lambda d: features, replace(args, seed=seed)) for seed in range(seeds)]
     result = {k: sum(s[k] for s in scores) / seeds for k in ("linear_probe_top1", "knn_top1")}
+    per_class = [s["linear_probe_per_class_top1"] for s in scores]
+    result["linear_probe_per_class_top1"] = {name: sum(c[name] for c in per_class) / seeds for name in per_class[0]}
     result["videos"] = (scores[0]["num_train_videos"], scores[0]["num_eval_videos"])
     return result

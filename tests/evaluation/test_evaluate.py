@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from vidrop import VidropModel
+from vidrop.data import MOTIONS
 from vidrop.evaluation import EvalArguments, evaluate, extract_features, vidrop_features
 from vidrop.evaluation.features import eval_clip_starts, pool_features, square_crop_boxes
 
@@ -88,6 +89,9 @@ def test_evaluate_writes_eval_json_and_the_launcher_prints_the_table(tiny_config
     assert 0 <= written["linear_probe_top1"] <= 100 and 0 <= written["knn_top1"] <= 100
     assert written["num_train_videos"] == 16 and written["num_eval_videos"] == 16 and written["num_classes"] == 8
     assert written["feature_type"] == "both" and written["feature_dim"] == 96 and written["seconds"] > 0
+    # the probe's top-1 on each class, named as the dataset's label column names them
+    assert sorted(written["linear_probe_per_class_top1"]) == sorted(MOTIONS)
+    assert all(0 <= top1 <= 100 for top1 in written["linear_probe_per_class_top1"].values())
     # a separate eval dataset: the probes are fitted on all of train and scored on all of eval
     process = subprocess.run(
         [sys.executable, str(ROOT / "launchers" / "evaluate.py"), "--model", str(model_dir), "--train_dataset",
@@ -96,6 +100,7 @@ def test_evaluate_writes_eval_json_and_the_launcher_prints_the_table(tiny_config
         capture_output=True, text=True, check=True,
     )
     assert "linear probe top-1 (%)" in process.stdout and "k-NN top-1 (%)" in process.stdout
+    assert "linear probe top-1 by class (%)" in process.stdout and "rotate_ccw" in process.stdout
     written = json.loads((tmp_path / "eval.json").read_text())
     assert (written["num_train_videos"], written["num_eval_videos"]) == (32, 16)
     with pytest.raises(ValueError, match="feature_type='cls_token'"):

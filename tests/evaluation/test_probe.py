@@ -26,6 +26,20 @@ def test_separable_features_are_classified_and_random_labels_are_at_chance():
     assert knn_top1(x[train], shuffled[train], x[test], shuffled[test], k=5) < 0.45
 
 
+def test_the_probe_scores_each_class_so_confused_classes_show():
+    # classes 0 and 1 are blobs of their own; 2 and 3 are drawn from one blob, so only they are confused
+    x, y = _blobs(num_classes=3, per_class=40)
+    y = np.where((y == 2) & (np.arange(len(y)) % 2 == 1), 3, y)
+    train, test = split_indices(y, 0.5, seed=0)
+    result = linear_probe(x[train], y[train], x[test], y[test])
+    per_class = result["per_class_top1"]
+    assert sorted(per_class) == [0, 1, 2, 3]
+    assert per_class[0] == per_class[1] == 1.0
+    assert per_class[2] + per_class[3] < 1.5  # one blob for two labels: about one of the two right on average
+    counts = np.bincount(y[test])
+    assert result["top1"] == pytest.approx(sum(per_class[c] * counts[c] for c in per_class) / len(test))
+
+
 def test_the_probe_chooses_its_regularisation_by_cross_validation_on_the_train_split():
     # the class is x0 - x1 (a shared nuisance cancels): a weakly regularised probe finds it, a very strongly
     # regularised one degenerates to comparing class means along x0 (near chance); selection must find C=100

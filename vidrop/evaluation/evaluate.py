@@ -78,17 +78,23 @@ def vidrop_features(model, dataset, args):
 
 
 def probe_scores(train, test, seed=0, k=20):
-    """Linear-probe and k-NN top-1 (in %) of train/test `VideoFeatures`."""
+    """Linear-probe and k-NN top-1 (in %) of train/test `VideoFeatures`, and the linear probe's top-1 on each
+    class's test videos (`linear_probe_per_class_top1`, keyed by the class names of `train`, else by label)."""
     probe = linear_probe(train.features, train.labels, test.features, test.labels, seed=seed)
+    names = train.class_names
     return {
         "linear_probe_top1": 100.0 * probe["top1"],
         "knn_top1": 100.0 * knn_top1(train.features, train.labels, test.features, test.labels, k=k),
         "probe_C": probe["C"],
+        "linear_probe_per_class_top1": {
+            names[label] if names else str(label): 100.0 * top1 for label, top1 in probe["per_class_top1"].items()
+        },
     }
 
 
 def _subset(features, indices):
-    return VideoFeatures(features.features[indices], features.labels[indices], [features.video_ids[i] for i in indices])
+    return VideoFeatures(features.features[indices], features.labels[indices], [features.video_ids[i] for i in indices],
+                         features.class_names)
 
 
 def evaluate_features(features_of, args):
@@ -135,6 +141,8 @@ def format_table(result):
         ("classes", str(result["num_classes"])),
         ("features", f"{result['feature_type']} ({result['feature_dim']})"),
         ("seconds", f"{result['seconds']:.1f}"),
+        ("linear probe top-1 by class (%)", ""),
     ]
+    rows += [(f"  {name}", f"{top1:.1f}") for name, top1 in result["linear_probe_per_class_top1"].items()]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -20,11 +20,13 @@ FEATURE_TYPES = ("cls", "mean_patch", "both")
 
 @dataclass
 class VideoFeatures:
-    """Features `(N, F)` float32, labels `(N,)` int64 and ids of the N videos of a dataset, in dataset order."""
+    """Features `(N, F)` float32, labels `(N,)` int64 and ids of the N videos of a dataset, in dataset order, and
+    the dataset's class names (label `i` is `class_names[i]`; None when its label column does not name them)."""
 
     features: np.ndarray
     labels: np.ndarray
     video_ids: list
+    class_names: list | None = None
 
 
 def eval_clip_starts(num_video_frames, num_frames, stride, num_clips):
@@ -123,7 +125,8 @@ def extract_features(
         features.append(pooled.view(-1, views_per_video, pooled.shape[-1]).mean(dim=1).cpu())
         pending.clear()
 
-    for row in stream_rows(load_video_dataset(dataset)):
+    rows = load_video_dataset(dataset)
+    for row in stream_rows(rows):
         if row.get("label") is None:
             raise ValueError(
                 f"dataset {dataset!r} has no labels (video {row['video_id']!r}); allowed: a dataset built from "
@@ -138,10 +141,11 @@ def extract_features(
         flush()
     if not labels:
         raise ValueError(f"dataset {dataset!r} has no videos; allowed: a dataset with labelled videos")
-    return _per_video(torch.cat(features).numpy(), labels, video_ids)
+    class_names = getattr((rows.features or {}).get("label"), "names", None)  # a ClassLabel names its classes
+    return _per_video(torch.cat(features).numpy(), labels, video_ids, class_names)
 
 
-def _per_video(features, labels, video_ids):
+def _per_video(features, labels, video_ids, class_names):
     """Rows -> videos: `(rows, F)` features of rows, some of them segments of the same video -> `VideoFeatures`
     with one `(F,)` mean per video (every row has the same number of views), in first-row order."""
     order = list(dict.fromkeys(video_ids))
@@ -151,4 +155,4 @@ def _per_video(features, labels, video_ids):
     np.add.at(sums, video_of_row, features)
     means = (sums / np.bincount(video_of_row)[:, None]).astype(features.dtype)  # (videos, F)
     first_row = np.unique(video_of_row, return_index=True)[1]
-    return VideoFeatures(means, np.asarray(labels, dtype=np.int64)[first_row], order)
+    return VideoFeatures(means, np.asarray(labels, dtype=np.int64)[first_row], order, class_names)

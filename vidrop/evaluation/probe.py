@@ -47,7 +47,8 @@ def linear_probe(train_x, train_y, test_x, test_y, seed=0, c_grid=PROBE_C_GRID, 
     that leaves the probe at chance.
 
     Returns:
-        `{"top1": accuracy on the test split in [0, 1], "C": the chosen C}`.
+        `{"top1": accuracy on the test split in [0, 1], "C": the chosen C, "per_class_top1": {label: accuracy
+        on the test videos of that label}}`: which classes the features tell apart and which they confuse.
     """
     _check(train_x, train_y, test_x, test_y)
     folds = min(folds, int(np.unique(train_y, return_counts=True)[1].min()))
@@ -58,8 +59,11 @@ def linear_probe(train_x, train_y, test_x, test_y, seed=0, c_grid=PROBE_C_GRID, 
     scores = [cross_val_score(_probe(c, seed), train_x, train_y, cv=splits).mean() for c in c_grid]
     best = max(scores)
     best_c = min(c for c, score in zip(c_grid, scores) if score == best)
-    probe = _probe(best_c, seed).fit(train_x, train_y)
-    return {"top1": float(probe.score(test_x, test_y)), "C": best_c}
+    predictions = _probe(best_c, seed).fit(train_x, train_y).predict(test_x)
+    test_y = np.asarray(test_y)
+    correct = predictions == test_y
+    per_class = {int(label): float(correct[test_y == label].mean()) for label in np.unique(test_y)}
+    return {"top1": float(correct.mean()), "C": best_c, "per_class_top1": per_class}
 
 
 def knn_top1(train_x, train_y, test_x, test_y, k=20):
