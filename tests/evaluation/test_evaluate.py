@@ -107,6 +107,22 @@ def test_evaluate_writes_eval_json_and_the_launcher_prints_the_table(tiny_config
         EvalArguments(model=str(model_dir), train_dataset=str(labelled_dataset), feature_type="cls_token")
 
 
+def test_an_eval_dataset_of_other_classes_is_a_clear_error(tiny_config, labelled_dataset, labelled_videos, tmp_path):
+    # built from two of the eight class folders, its label 1 is rotate_cw where the train dataset's is move_left
+    from vidrop.data import CompressionOptions, build_dataset
+
+    for name in ("move_left", "rotate_cw"):
+        shutil.copytree(labelled_videos / name, tmp_path / "videos" / name)
+    build_dataset(tmp_path / "videos", tmp_path / "two", CompressionOptions(num_clusters=4))
+    model_dir = tmp_path / "model"
+    _model(tiny_config).save_pretrained(model_dir)
+    args = EvalArguments(model=str(model_dir), train_dataset=str(labelled_dataset), eval_dataset=str(tmp_path / "two"),
+                         device="cpu")
+    with pytest.raises(ValueError, match=r"has the classes \['move_left', 'rotate_cw'\].*same classes in the same"):
+        evaluate(args)
+    assert not (model_dir / "eval.json").exists()
+
+
 def test_the_segment_rows_of_a_video_give_one_feature_the_mean_of_theirs(tiny_config, labelled_videos, tmp_path):
     from vidrop.data import CompressionOptions, build_dataset
 

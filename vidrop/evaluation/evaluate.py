@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..models import VidropModel
-from .features import FEATURE_TYPES, VideoFeatures, extract_features
+from .features import FEATURE_TYPES, VideoFeatures, class_names, extract_features
 from .probe import knn_top1, linear_probe, split_indices
 
 logger = logging.getLogger(__name__)
@@ -97,9 +97,23 @@ def _subset(features, indices):
                          features.class_names)
 
 
+def _check_same_classes(train_dataset, eval_dataset):
+    """A label is an index into its dataset's class names, so a train and an eval dataset built from different
+    class folders (one lacking a class, say) would score the probe against the wrong classes: a clear error."""
+    train_names, eval_names = class_names(train_dataset), class_names(eval_dataset)
+    if train_names and eval_names and train_names != eval_names:
+        raise ValueError(
+            f"the eval dataset {eval_dataset!r} has the classes {eval_names} and the train dataset {train_names}; "
+            "allowed: datasets whose labels name the same classes in the same order (built from the same class "
+            "subfolders)"
+        )
+
+
 def evaluate_features(features_of, args):
     """Scores of an encoder given as `features_of(dataset) -> VideoFeatures`, split as `args` says -> dict."""
     start = time.perf_counter()
+    if args.eval_dataset not in (None, args.train_dataset):
+        _check_same_classes(args.train_dataset, args.eval_dataset)
     train = features_of(args.train_dataset)
     if args.eval_dataset in (None, args.train_dataset):
         train_idx, eval_idx = split_indices(train.labels, args.eval_fraction, args.seed)

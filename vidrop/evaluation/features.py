@@ -125,8 +125,7 @@ def extract_features(
         features.append(pooled.view(-1, views_per_video, pooled.shape[-1]).mean(dim=1).cpu())
         pending.clear()
 
-    rows = load_video_dataset(dataset)
-    for row in stream_rows(rows):
+    for row in stream_rows(load_video_dataset(dataset)):
         if row.get("label") is None:
             raise ValueError(
                 f"dataset {dataset!r} has no labels (video {row['video_id']!r}); allowed: a dataset built from "
@@ -141,11 +140,16 @@ def extract_features(
         flush()
     if not labels:
         raise ValueError(f"dataset {dataset!r} has no videos; allowed: a dataset with labelled videos")
-    class_names = getattr((rows.features or {}).get("label"), "names", None)  # a ClassLabel names its classes
-    return _per_video(torch.cat(features).numpy(), labels, video_ids, class_names)
+    return _per_video(torch.cat(features).numpy(), labels, video_ids, class_names(dataset))
 
 
-def _per_video(features, labels, video_ids, class_names):
+def class_names(dataset):
+    """The class names of a compressed dataset (folder or Hub repo id), as its `label` ClassLabel gives them in
+    label order, or None when its label column does not name them."""
+    return getattr((load_video_dataset(dataset).features or {}).get("label"), "names", None)
+
+
+def _per_video(features, labels, video_ids, names):
     """Rows -> videos: `(rows, F)` features of rows, some of them segments of the same video -> `VideoFeatures`
     with one `(F,)` mean per video (every row has the same number of views), in first-row order."""
     order = list(dict.fromkeys(video_ids))
@@ -155,4 +159,4 @@ def _per_video(features, labels, video_ids, class_names):
     np.add.at(sums, video_of_row, features)
     means = (sums / np.bincount(video_of_row)[:, None]).astype(features.dtype)  # (videos, F)
     first_row = np.unique(video_of_row, return_index=True)[1]
-    return VideoFeatures(means, np.asarray(labels, dtype=np.int64)[first_row], order, class_names)
+    return VideoFeatures(means, np.asarray(labels, dtype=np.int64)[first_row], order, names)
