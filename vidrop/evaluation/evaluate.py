@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.streaming import load_video_dataset
 from ..models import VidropModel
 from .features import FEATURE_TYPES, VideoFeatures, class_names, extract_features
 from .probe import knn_top1, linear_probe, split_indices
@@ -100,7 +101,7 @@ def _subset(features, indices):
 def _check_same_classes(train_dataset, eval_dataset):
     """A label is an index into its dataset's class names, so a train and an eval dataset built from different
     class folders (one lacking a class, say) would score the probe against the wrong classes: a clear error."""
-    train_names, eval_names = class_names(train_dataset), class_names(eval_dataset)
+    train_names, eval_names = (class_names(load_video_dataset(dataset)) for dataset in (train_dataset, eval_dataset))
     if train_names and eval_names and train_names != eval_names:
         raise ValueError(
             f"the eval dataset {eval_dataset!r} has the classes {eval_names} and the train dataset {train_names}; "

@@ -125,7 +125,8 @@ def extract_features(
         features.append(pooled.view(-1, views_per_video, pooled.shape[-1]).mean(dim=1).cpu())
         pending.clear()
 
-    for row in stream_rows(load_video_dataset(dataset)):
+    rows = load_video_dataset(dataset)
+    for row in stream_rows(rows):
         if row.get("label") is None:
             raise ValueError(
                 f"dataset {dataset!r} has no labels (video {row['video_id']!r}); allowed: a dataset built from "
@@ -140,13 +141,13 @@ def extract_features(
         flush()
     if not labels:
         raise ValueError(f"dataset {dataset!r} has no videos; allowed: a dataset with labelled videos")
-    return _per_video(torch.cat(features).numpy(), labels, video_ids, class_names(dataset))
+    return _per_video(torch.cat(features).numpy(), labels, video_ids, class_names(rows))
 
 
-def class_names(dataset):
-    """The class names of a compressed dataset (folder or Hub repo id), as its `label` ClassLabel gives them in
-    label order, or None when its label column does not name them."""
-    return getattr((load_video_dataset(dataset).features or {}).get("label"), "names", None)
+def class_names(rows):
+    """The class names of a compressed dataset opened with `load_video_dataset`, as its `label` ClassLabel gives
+    them in label order, or None when its label column does not name them."""
+    return getattr((rows.features or {}).get("label"), "names", None)
 
 
 def _per_video(features, labels, video_ids, names):
