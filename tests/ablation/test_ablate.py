@@ -70,6 +70,15 @@ def test_a_grid_with_two_seeds_runs_reports_reuses_and_survives_a_failing_varian
     table = (study / "results.md").read_text()
     assert "**cls_loss_weight=1.0** (baseline)" in table and "2/2" in table
     assert "0/2 failed: FloatingPointError: non-finite loss at step 0" in table and "±" in table
+    classes = ["move_down", "move_left", "move_right", "move_up", "rotate_ccw", "rotate_cw", "zoom_in", "zoom_out"]
+    per_class = [json.loads(r["linear_probe_per_class_top1"]) for r in rows[:2]]
+    assert all(sorted(c) == classes for c in per_class)
+    by_class = table[table.index("| variant | move_down"):].splitlines()  # the per-class table, after the main one
+    assert by_class[0] == "| variant | " + " | ".join(classes) + " |"
+    baseline_row = by_class[2].split(" | ")[1:]  # the failed variant has no row
+    assert by_class[2].startswith("| **cls_loss_weight=1.0** (baseline)") and len(by_class) == 3
+    assert [float(cell.strip(" |")) for cell in baseline_row] == pytest.approx(
+        [(per_class[0][c] + per_class[1][c]) / 2 for c in classes], abs=0.051)
     for name in ("linear_probe_top1", "knn_top1", "final_loss", "train_seconds", "loss_curves"):
         assert (study / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
     assert len(list((study / "tensorboard").rglob("events.out.tfevents.*"))) >= 2  # hparams of the 2 finished runs

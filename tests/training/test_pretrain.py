@@ -46,10 +46,11 @@ def test_each_zero_stage_trains_lowers_the_loss_and_exports(stage, compressed_da
     output = tmp_path / "run"
     # stage 2 also probes the teacher at the end, at the clip sampling it trained with (stride 1, not the default 2)
     evaluation = ["--eval_dataset", str(labelled_dataset), "--frame_stride", "1"] if stage == 2 else []
-    # stage 1 cuts its crops from other area ranges than the default
+    # stage 1 cuts its crops from other area ranges than the default, and keeps only its 2 newest checkpoints
     crops = ["--global_crop_scale", "0.6", "1.0", "--small_crop_scale", "0.2", "0.5"] if stage == 1 else []
+    limit = ["--save_total_limit", "2"] if stage == 1 else []
     _run(_command(compressed_dataset, output, "--config_overrides", TINY + ",loss_type=mse", "--learning_rate",
-                  "2e-3", *evaluation, *crops, stage=stage, steps=8), tmp_path)
+                  "2e-3", *evaluation, *crops, *limit, stage=stage, steps=8), tmp_path)
     data_arguments = json.loads((output / "arguments.json").read_text())["data"]
     assert (data_arguments["global_crop_scale"], data_arguments["small_crop_scale"]) == (
         ([0.6, 1.0], [0.2, 0.5]) if crops else ([0.4, 1.0], [0.1, 0.4]))
@@ -67,9 +68,11 @@ def test_each_zero_stage_trains_lowers_the_loss_and_exports(stage, compressed_da
         assert "eval" not in summary and not (output / "eval.json").exists()
     events = list((output / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
-    states = sorted((output / "checkpoints" / "step-00000002").glob("*model_states.pt"))  # names differ by stage
+    saved = sorted(p.name for p in (output / "checkpoints").glob("step-*"))  # one every 2 steps
+    assert saved == (["step-00000006", "step-00000008"] if limit else [f"step-0000000{s}" for s in (2, 4, 6, 8)])
+    states = sorted((output / "checkpoints" / saved[0]).glob("*model_states.pt"))  # names differ by stage
     first = torch.load(states[0], weights_only=False)
-    assert first["global_step"] == 2
+    assert first["global_step"] == int(saved[0][-1])
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     scalars = EventAccumulator(str(events[0])).Reload()
@@ -122,6 +125,24 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path):
     assert newest_complete_tag(tmp_path) == "step-00000002"
 
 
+def test_pruning_deletes_only_checkpoints_older_than_the_newest_complete_ones(tmp_path):
+    from vidrop.training.checkpoint import newest_complete_tag, prune
+
+    root = tmp_path / "checkpoints"
+    for step, complete in ((2, True), (4, False), (6, True), (8, True), (10, False)):  # 4: killed; 10: being saved
+        folder = root / f"step-{step:08d}"
+        folder.mkdir(parents=True)
+        (folder / "mp_rank_00_model_states.pt").write_bytes(b"state")
+        if complete:
+            (folder / "complete").write_text(str(step))
+    assert prune(tmp_path, 3) == []
+    assert prune(tmp_path, 2) == ["step-00000002", "step-00000004"]
+    assert sorted(p.name for p in root.iterdir()) == ["step-00000006", "step-00000008", "step-00000010"]
+    assert prune(tmp_path, 1) == ["step-00000006"] and newest_complete_tag(tmp_path) == "step-00000008"
+    with pytest.raises(ValueError, match="allowed: >= 1"):
+        prune(tmp_path, 0)
+
+
 def test_bad_arguments_fail_before_any_work(compressed_dataset, tmp_path):
     script = str(ROOT / "launchers" / "pretrain.py")
     cases = [
@@ -132,6 +153,7 @@ def test_bad_arguments_fail_before_any_work(compressed_dataset, tmp_path):
         (["--no_such_option", "1"], "no_such_option"),
         (["--config", str(tmp_path / "missing.yaml")], "cannot read the recipe"),
         (["--train_dataset", str(compressed_dataset), "--deepspeed", str(tmp_path / "none.json")], "cannot be read"),
+        (["--train_dataset", str(compressed_dataset), "--save_total_limit", "0"], "--save_total_limit 0 is not allowed"),
     ]
     result = subprocess.run([sys.executable, script, "--output_dir", str(tmp_path / "out"), *cases[0][0]],
                             capture_output=True, text=True, cwd=ROOT)

@@ -1,7 +1,8 @@
 """Reports of an ablation study: `results.csv`, `results.md` (mean ± std over seeds, differences to the
-baseline), PNG plots (metrics against variant with error bars, loss curves) and TensorBoard hparams entries."""
+baseline, and the linear probe's top-1 on each class), PNG plots (metrics against variant with error bars, loss curves) and TensorBoard hparams entries."""
 
 import csv
+import json
 import math
 import statistics
 from pathlib import Path
@@ -15,8 +16,9 @@ from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
 CSV_COLUMNS = (
     "variant", "axis", "value", "baseline", "seed", "status", "error", "linear_probe_top1", "knn_top1",
-    "final_loss", "train_seconds", "steps", "compression_factor", "psnr_db", "run_dir",
+    "final_loss", "train_seconds", "steps", "compression_factor", "psnr_db", "linear_probe_per_class_top1", "run_dir",
 )
+PER_CLASS = "linear_probe_per_class_top1"  # {class name: top-1 %} of a run, a JSON object in results.csv
 # (row key, table heading, digits)
 METRICS = (
     ("linear_probe_top1", "linear probe top-1 (%)", 1),
@@ -35,7 +37,7 @@ def write_csv(rows, path):
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**row, PER_CLASS: json.dumps(row[PER_CLASS])} if PER_CLASS in row else row for row in rows)
 
 
 def _mean_std(values):
@@ -45,14 +47,18 @@ def _mean_std(values):
 
 
 def aggregate(variants, rows):
-    """Per variant (in study order): its rows, the mean and std of every metric over its finished seeds."""
+    """Per variant (in study order): its rows, the mean and std of every metric over its finished seeds, and the
+    mean over them of each class's linear-probe top-1 (`per_class`, {class name: top-1 %})."""
     summary = []
     for variant in variants:
         runs = [r for r in rows if r["variant"] == variant.name]
         ok = [r for r in runs if r["status"] == "ok"]
         stats = {key: _mean_std([r[key] for r in ok]) for key, *_ in METRICS + COMPRESSION_METRICS}
+        classes = [r[PER_CLASS] for r in ok if PER_CLASS in r]  # results of older runs may lack it
+        per_class = {name: statistics.fmean(c[name] for c in classes) for name in classes[0]} if classes else {}
         errors = sorted({r["error"] for r in runs if r["status"] != "ok"})
-        summary.append({"variant": variant, "runs": len(runs), "ok": len(ok), "stats": stats, "errors": errors})
+        summary.append({"variant": variant, "runs": len(runs), "ok": len(ok), "stats": stats, "per_class": per_class,
+                        "errors": errors})
     return summary
 
 
@@ -91,6 +97,27 @@ def markdown_table(study, summary):
     return "\n".join(lines)
 
 
+def per_class_table(summary):
+    """The linear probe's top-1 on each class (columns) for every variant with finished runs (mean over seeds), and
+    the baseline's difference per class; "" when no run has per-class scores."""
+    names = sorted({name for entry in summary for name in entry["per_class"]})
+    if not names:
+        return ""
+    baseline = next((s for s in summary if s["variant"].baseline), summary[0])["per_class"]
+    lines = ["| variant | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 1)]
+    for entry in summary:
+        if not entry["per_class"]:
+            continue
+        variant, scores = entry["variant"], entry["per_class"]
+        cells = [f"**{variant.name}** (baseline)" if variant.baseline else variant.name]
+        for name in names:
+            mean = scores.get(name, math.nan)
+            delta = "" if variant.baseline else f" ({_delta(mean, baseline.get(name, math.nan), 1)})"
+            cells.append(("n/a" if math.isnan(mean) else f"{mean:.1f}") + delta)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_markdown(study, summary, path, command, budget):
     text = [
         f"# Ablation study: {study}",
@@ -103,6 +130,15 @@ def write_markdown(study, summary, path, command, budget):
         markdown_table(study, summary),
         "",
     ]
+    by_class = per_class_table(summary)
+    if by_class:
+        text += [
+            "Linear probe top-1 (%) on each class's held-out videos, mean over seeds (the baseline's difference in "
+            "brackets):",
+            "",
+            by_class,
+            "",
+        ]
     Path(path).write_text("\n".join(text))
 
 

@@ -177,6 +177,7 @@ def run_variant(args, variant, seed, root):
         status="ok",
         linear_probe_top1=summary["eval"]["linear_probe_top1"],
         knn_top1=summary["eval"]["knn_top1"],
+        linear_probe_per_class_top1=summary["eval"]["linear_probe_per_class_top1"],
         final_loss=summary["final_loss"]["loss"],
         train_seconds=summary["train_seconds"],
         steps=summary["steps"],

@@ -136,6 +136,11 @@ class TrainArguments:
     seed: int = field(default=0, metadata={"help": "seed of weights, data order, crops and token plans"})
     logging_steps: int = field(default=1, metadata={"help": "steps between TensorBoard scalars"})
     save_steps: int = field(default=100, metadata={"help": "steps between checkpoints (and one at the end)"})
+    save_total_limit: int | None = field(
+        default=None,
+        metadata={"help": "keep only this many newest checkpoints: older ones are deleted once a newer save is "
+                          "complete (unset: keep all)"},
+    )
     resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint"})
     growth_schedule: str | None = field(
         default=None,

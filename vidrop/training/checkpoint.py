@@ -4,10 +4,12 @@ Layout: `output_dir/checkpoints/step-XXXXXXXX/` holds DeepSpeed's files (model, 
 the centering buffers), `teacher.safetensors` (the fp32 EMA teacher, written by rank 0 before DeepSpeed
 saves) and, last of all, a `complete` marker. Resuming takes the newest folder that has the marker, so a
 save that was killed part-way is ignored and the previous checkpoint is used. The client state carries the
-global step, the epoch, and every rank's data-loader position and RNG states.
+global step, the epoch, and every rank's data-loader position and RNG states. With a limit on how many to keep,
+older folders are deleted only after a newer save is complete, each one's marker first.
 """
 
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +29,33 @@ def tag_for(step):
     return f"step-{step:08d}"
 
 
+def complete_tags(output_dir):
+    """The tags of the checkpoints whose save finished, oldest first."""
+    root = checkpoint_root(output_dir)
+    return sorted(p.name for p in root.glob("step-*") if (p / COMPLETE).exists()) if root.exists() else []
+
+
 def newest_complete_tag(output_dir):
     """The tag of the newest checkpoint whose save finished, or None."""
-    root = checkpoint_root(output_dir)
-    tags = sorted(p.name for p in root.glob("step-*") if (p / COMPLETE).exists()) if root.exists() else []
+    tags = complete_tags(output_dir)
     return tags[-1] if tags else None
+
+
+def prune(output_dir, keep):
+    """Delete every checkpoint folder older than the newest `keep` complete ones, complete or not; returns the
+    deleted tags. Each folder loses its `complete` marker first, so one whose deletion is cut short is ignored
+    by a resume like a save killed part-way."""
+    if keep < 1:
+        raise ValueError(f"keep={keep!r} checkpoints is not allowed; allowed: >= 1")
+    tags = complete_tags(output_dir)
+    if len(tags) <= keep:
+        return []
+    oldest_kept = tags[-keep]
+    old = sorted(p for p in checkpoint_root(output_dir).glob("step-*") if p.name < oldest_kept)
+    for folder in old:
+        (folder / COMPLETE).unlink(missing_ok=True)
+        shutil.rmtree(folder)
+    return [folder.name for folder in old]
 
 
 def rng_states():
@@ -57,8 +81,9 @@ def _gather(value):
     return values
 
 
-def save(engine, model, output_dir, step, epoch, loader_state):
-    """Save a checkpoint of `engine` (on every rank) at `step`; returns its folder."""
+def save(engine, model, output_dir, step, epoch, loader_state, keep=None):
+    """Save a checkpoint of `engine` (on every rank) at `step`; returns its folder. With `keep`, rank 0 then
+    deletes the checkpoints older than the newest `keep` complete ones (`prune`)."""
     root, tag = checkpoint_root(output_dir), tag_for(step)
     folder = root / tag
     rank = dist.get_rank()
@@ -76,6 +101,8 @@ def save(engine, model, output_dir, step, epoch, loader_state):
     engine.save_checkpoint(str(root), tag=tag, client_state=client_state)  # barriers inside
     if rank == 0:
         (folder / COMPLETE).write_text(str(step))
+        if keep is not None:
+            prune(output_dir, keep)
     dist.barrier()
     return folder
 

@@ -143,6 +143,9 @@ def pretrain(model_args, data_args, train_args):
     _check_dataset(data_args.train_dataset)
     if data_args.eval_dataset:
         _check_dataset(data_args.eval_dataset, "eval_dataset")
+    if train_args.save_total_limit is not None and train_args.save_total_limit < 1:
+        raise ValueError(f"--save_total_limit {train_args.save_total_limit} is not allowed; allowed: >= 1, or unset "
+                         "to keep every checkpoint")
     resume_tag = checkpoint.newest_complete_tag(output_dir)
     if resume_tag and not train_args.resume:  # a new run would overwrite them step by step
         raise ValueError(
@@ -280,7 +283,7 @@ def _train(running, loader, stream, schedules, args, data_args, output_dir, step
             writer.add_scalar("speed/clips_per_second", (step - started_at) * clips_per_step / max(elapsed, 1e-9), step)
         out_of_time = _out_of_time(start, args.max_seconds, device)
         if step % args.save_steps == 0 or step == args.max_steps or out_of_time:
-            checkpoint.save(engine, model, output_dir, step, epoch, loader.state_dict())
+            checkpoint.save(engine, model, output_dir, step, epoch, loader.state_dict(), args.save_total_limit)
             if rank == 0 and args.push_to_hub and args.push_checkpoints_to:
                 _push_checkpoint(model, args, step)
         if out_of_time:
