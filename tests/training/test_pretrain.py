@@ -153,7 +153,8 @@ def test_bad_arguments_fail_before_any_work(compressed_dataset, tmp_path):
         (["--no_such_option", "1"], "no_such_option"),
         (["--config", str(tmp_path / "missing.yaml")], "cannot read the recipe"),
         (["--train_dataset", str(compressed_dataset), "--deepspeed", str(tmp_path / "none.json")], "cannot be read"),
-        (["--train_dataset", str(compressed_dataset), "--save_total_limit", "0"], "--save_total_limit 0 is not allowed"),
+        (["--train_dataset", str(compressed_dataset), "--save_total_limit", "0"],
+         "--save_total_limit 0 is not allowed"),
     ]
     result = subprocess.run([sys.executable, script, "--output_dir", str(tmp_path / "out"), *cases[0][0]],
                             capture_output=True, text=True, cwd=ROOT)

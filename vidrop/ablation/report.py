@@ -1,5 +1,6 @@
 """Reports of an ablation study: `results.csv`, `results.md` (mean ± std over seeds, differences to the
-baseline, and the linear probe's top-1 on each class), PNG plots (metrics against variant with error bars, loss curves) and TensorBoard hparams entries."""
+baseline, and the linear probe's top-1 on each class), PNG plots (metrics against variant with error bars, loss
+curves) and TensorBoard hparams entries."""
 
 import csv
 import json
