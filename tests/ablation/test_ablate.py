@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vidrop import VidropConfig
-from vidrop.ablation import parse_grid, study_variants
+from vidrop.ablation import Variant, parse_grid, study_variants
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("hidden_size=48,num_hidden_layers=2,num_attention_heads=3,intermediate_size=96,num_frames=4,image_size=32,"
@@ -119,3 +119,29 @@ def test_a_loss_curve_reads_every_step_with_its_seconds_from_tensorboard(tmp_pat
     assert curve[0] == (1, pytest.approx(2.0), pytest.approx(10.0))
     assert curve[-1] == (12000, pytest.approx(24000.0), pytest.approx(10.0 / 12000))
     assert loss_curve(tmp_path / "run", "train/cls_loss") == [] and loss_curve(tmp_path / "none") == []
+
+
+def test_the_tables_give_each_metric_and_class_against_the_baseline():
+    """Means over finished seeds, differences to the baseline (one that rounds to zero reads +0, not -0), and a
+    per-class table without the variants that have no finished run."""
+    from vidrop.ablation.report import aggregate, markdown_table, per_class_table
+
+    variants = [Variant("mask_ratio", 0.5, {}, {}, True), Variant("mask_ratio", 0.75, {"mask_ratio": 0.75}, {}),
+                Variant("mask_ratio", 0.9, {"mask_ratio": 0.9}, {})]
+
+    def row(variant, seed, top1, seconds, status="ok"):
+        scores = dict(linear_probe_top1=top1, knn_top1=10.0, final_loss=1.0, train_seconds=seconds,
+                      compression_factor=2.0, psnr_db=30.0, linear_probe_per_class_top1={"a": top1, "b": 100 - top1})
+        return {"variant": variant.name, "seed": seed, "status": status, "error": "", **scores}
+
+    rows = [row(variants[0], 0, 40.0, 16.0), row(variants[0], 1, 50.0, 16.0),
+            row(variants[1], 0, 60.0, 15.8), row(variants[1], 1, 70.0, 15.6),
+            {"variant": variants[2].name, "seed": 0, "status": "failed", "error": "ValueError: bad"}]
+    summary = aggregate(variants, rows)
+    table = markdown_table("grid", summary).splitlines()
+    assert table[2].startswith("| **mask_ratio=0.5** (baseline) | 45.0 ± 7.1 |")
+    assert "| mask_ratio=0.75 | 65.0 ± 7.1 | +20.0 |" in table[3] and "| 16 ± 0 | +0 |" in table[3]
+    assert table[4].endswith("| 0/1 failed: ValueError: bad |")
+    assert per_class_table(summary).splitlines() == [
+        "| variant | a | b |", "| --- | --- | --- |", "| **mask_ratio=0.5** (baseline) | 45.0 | 55.0 |",
+        "| mask_ratio=0.75 | 65.0 (+20.0) | 35.0 (-20.0) |"]

@@ -70,7 +70,7 @@ def _cell(mean, std, digits):
 def _delta(mean, base, digits):
     if math.isnan(mean) or math.isnan(base):
         return "n/a"
-    return f"{mean - base:+.{digits}f}"
+    return f"{round(mean - base, digits) + 0.0:+.{digits}f}"  # + 0.0: a difference that rounds to zero reads +0
 
 
 def markdown_table(study, summary):
