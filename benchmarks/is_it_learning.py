@@ -44,7 +44,7 @@ from probing import add_probe_arguments, mean_probe, probe_dataset
 from runs import pretrain, work_folder
 
 from vidrop import VidropConfig, VidropModel
-from vidrop.evaluation import vidrop_features
+from vidrop.evaluation import mean_per_class, vidrop_features
 
 ENCODERS = ("trained", "random weights (baseline)", "trained, frame-shuffled clips (control)",
             "trained student (not judged)")
@@ -68,11 +68,10 @@ def print_per_class(scores):
     """The linear probe's top-1 on each class's scored videos, per encoder (mean over runs and probe splits):
     which motions the features tell apart and which they confuse."""
     short = ("trained", "random", "shuffled", "student")
-    classes = list(scores[0][ENCODERS[0]]["linear_probe_per_class_top1"])
+    means = [mean_per_class([s[encoder]["linear_probe_per_class_top1"] for s in scores]) for encoder in ENCODERS]
     print(f"{'linear probe top-1 by class %':<30}" + "".join(f"{name:>10}" for name in short))
-    for name in classes:
-        means = [np.mean([s[encoder]["linear_probe_per_class_top1"][name] for s in scores]) for encoder in ENCODERS]
-        print(f"{name:<30}" + "".join(f"{mean:>10.1f}" for mean in means))
+    for name in means[0]:
+        print(f"{name:<30}" + "".join(f"{by_class[name]:>10.1f}" for by_class in means))
 
 
 def spread(values):

@@ -4,7 +4,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from vidrop.data import build_embedded_dataset
-from vidrop.evaluation import EvalArguments, evaluate_features
+from vidrop.evaluation import EvalArguments, evaluate_features, mean_per_class
 
 
 def add_probe_arguments(parser):
@@ -39,7 +39,6 @@ def mean_probe(features_of, dataset, seeds, feature_type="both", shuffle_frames=
     features = features_of(dataset, args)
     scores = [evaluate_features(lambda d: features, replace(args, seed=seed)) for seed in range(seeds)]
     result = {k: sum(s[k] for s in scores) / seeds for k in ("linear_probe_top1", "knn_top1")}
-    per_class = [s["linear_probe_per_class_top1"] for s in scores]
-    result["linear_probe_per_class_top1"] = {name: sum(c[name] for c in per_class) / seeds for name in per_class[0]}
+    result["linear_probe_per_class_top1"] = mean_per_class([s["linear_probe_per_class_top1"] for s in scores])
     result["videos"] = (scores[0]["num_train_videos"], scores[0]["num_eval_videos"])
     return result

@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
+from ..evaluation import mean_per_class  # noqa: E402
+
 CSV_COLUMNS = (
     "variant", "axis", "value", "baseline", "seed", "status", "error", "linear_probe_top1", "knn_top1",
     "final_loss", "train_seconds", "steps", "compression_factor", "psnr_db", "linear_probe_per_class_top1", "run_dir",
@@ -56,7 +58,7 @@ def aggregate(variants, rows):
         ok = [r for r in runs if r["status"] == "ok"]
         stats = {key: _mean_std([r[key] for r in ok]) for key, *_ in METRICS + COMPRESSION_METRICS}
         classes = [r[PER_CLASS] for r in ok if PER_CLASS in r]  # results of older runs may lack it
-        per_class = {name: statistics.fmean(c[name] for c in classes) for name in classes[0]} if classes else {}
+        per_class = mean_per_class(classes) if classes else {}
         errors = sorted({r["error"] for r in runs if r["status"] != "ok"})
         summary.append({"variant": variant, "runs": len(runs), "ok": len(ok), "stats": stats, "per_class": per_class,
                         "errors": errors})

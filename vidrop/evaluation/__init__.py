@@ -2,7 +2,7 @@
 
 from .evaluate import EvalArguments, evaluate, evaluate_features, format_table, probe_scores, vidrop_features
 from .features import FEATURE_TYPES, VideoFeatures, extract_features
-from .probe import knn_top1, linear_probe, split_indices
+from .probe import knn_top1, linear_probe, mean_per_class, split_indices
 
 __all__ = [
     "FEATURE_TYPES",
@@ -14,6 +14,7 @@ __all__ = [
     "format_table",
     "knn_top1",
     "linear_probe",
+    "mean_per_class",
     "probe_scores",
     "split_indices",
     "vidrop_features",

@@ -66,6 +66,11 @@ def linear_probe(train_x, train_y, test_x, test_y, seed=0, c_grid=PROBE_C_GRID, 
     return {"top1": float(correct.mean()), "C": best_c, "per_class_top1": per_class}
 
 
+def mean_per_class(per_class_scores):
+    """The mean per class of several `{class: top-1}` scores (runs, seeds or probe splits of the same classes)."""
+    return {name: float(np.mean([scores[name] for scores in per_class_scores])) for name in per_class_scores[0]}
+
+
 def knn_top1(train_x, train_y, test_x, test_y, k=20):
     """Top-1 accuracy of a majority vote of the `k` nearest train features by cosine similarity."""
     _check(train_x, train_y, test_x, test_y)
