@@ -53,7 +53,8 @@ def main():
     clips = torch.randn(args.batch, config.num_frames, 3, config.image_size, config.image_size, device=device)
     generator = torch.Generator().manual_seed(0)
     grid = config.token_grid
-    plan = make_token_plan(grid, args.batch, config.drop_rate, config.mask_ratio, config.drop_pattern, generator)
+    plan = make_token_plan(grid, args.batch, config.drop_rate, config.mask_ratio, config.drop_pattern, generator,
+                           config.mask_pattern)
     keep_indices, mask = plan.keep_indices.to(device), plan.mask.to(device)  # (B, K) each
     print(f"{args.preset}: {config.num_hidden_layers} blocks x {config.hidden_size}, batch {args.batch}, "
           f"{keep_indices.shape[1]} kept tokens per clip of {grid[0] * grid[1] * grid[2]}")

@@ -5,7 +5,15 @@ import pytest
 import torch
 from scipy import ndimage
 
-from vidrop.tokens import DROP_PATTERNS, make_keep_indices, make_mask, make_token_plan, num_kept_tokens
+from vidrop.tokens import (
+    DROP_PATTERNS,
+    MASK_PATTERNS,
+    make_future_mask,
+    make_keep_indices,
+    make_mask,
+    make_token_plan,
+    num_kept_tokens,
+)
 
 GRID = (8, 6, 6)  # (T', H', W'): 288 tokens
 SEEDS = range(20)
@@ -121,6 +129,39 @@ def test_mask_has_the_ratio_and_is_uniform():
         counts += mask.sum(0)
     assert (counts - 20 * 64 * 0.3).abs().max() < 5 * math.sqrt(20 * 64 * 0.3 * 0.7)
     assert not make_mask(2, 10, 0.0).any() and make_mask(2, 10, 1.0).all()
+
+
+def test_future_mask_hides_the_latest_kept_tokens_with_ties_at_random():
+    grid = (4, 8, 8)
+    per_step = grid[1] * grid[2]
+    latest_picks = torch.zeros(per_step)
+    for seed in SEEDS:
+        generator = torch.Generator().manual_seed(seed)
+        keep = make_keep_indices(grid, 8, 0.75, "random", generator)  # (8, 64)
+        mask = make_future_mask(keep, grid, 0.5, generator)
+        assert mask.dtype == torch.bool and mask.sum(1).eq(32).all()
+        step = keep // per_step
+        for sample_step, sample_mask in zip(step, mask):
+            # every masked token is at least as late as every visible one
+            assert sample_step[sample_mask].min() >= sample_step[~sample_mask].max()
+        # where a time step is split between masked and visible, which of its tokens are masked is random
+        boundary = [k[m & (s == s[m].min())] % per_step for k, m, s in zip(keep, mask, step)]
+        for positions in boundary:
+            latest_picks[positions] += 1
+    assert (latest_picks > 0).sum() > per_step // 2
+    assert not make_future_mask(keep, grid, 0.0).any() and make_future_mask(keep, grid, 1.0).all()
+
+
+def test_token_plans_mask_by_the_mask_pattern():
+    generator = torch.Generator().manual_seed(3)
+    plan = make_token_plan(GRID, 4, 0.75, 0.5, "random", generator, mask_pattern="future")
+    step = plan.keep_indices // (GRID[1] * GRID[2])
+    for sample_step, sample_mask in zip(step, plan.mask):
+        assert sample_step[sample_mask].min() >= sample_step[~sample_mask].max()
+    for mask_pattern in MASK_PATTERNS:
+        a = make_token_plan(GRID, 4, 0.75, 0.5, "tube", torch.Generator().manual_seed(7), mask_pattern)
+        b = make_token_plan(GRID, 4, 0.75, 0.5, "tube", torch.Generator().manual_seed(7), mask_pattern)
+        assert torch.equal(a.mask, b.mask) and a.mask.sum(1).eq(a.mask.shape[1] // 2).all()
 
 
 def test_bad_arguments_are_clear_errors():

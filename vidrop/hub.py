@@ -90,7 +90,8 @@ def model_card(config, repo_id, which, run_dir=None, scores=None, license="apach
         f"{config.frame_stride} of the video), `{config.position_embedding_type}` "
         f"position embeddings{', a CLS token' if config.use_cls_token else ''}. Pre-trained by self-distillation "
         f"with a sparse encoder: {config.drop_rate:.0%} of the tubelet tokens dropped (`{config.drop_pattern}`), "
-        f"{config.mask_ratio:.0%} of the kept ones masked for the student, `{config.loss_type}` loss, "
+        f"{config.mask_ratio:.0%} of the kept ones masked for the student (`{config.mask_pattern}`), "
+        f"`{config.loss_type}` loss, "
         f"{config.num_small_crops} small crops, an EMA teacher. These are the {which}'s weights.",
         "## How to load",
         "```python\nimport torch\nfrom transformers import AutoModel\n\n"

@@ -168,14 +168,43 @@ def make_keep_indices(grid, batch_size, drop_rate, pattern="random", generator=N
 
 def make_mask(batch_size, num_kept, mask_ratio, generator=None):
     """Mask `round(mask_ratio * K)` uniformly random kept tokens of each sample -> `(B, K)` bool."""
-    if not 0.0 <= mask_ratio <= 1.0:
-        raise ValueError(f"mask_ratio={mask_ratio!r} is out of range; allowed: [0, 1]")
+    _check_mask_ratio(mask_ratio)
     num_masked = round(num_kept * mask_ratio)
     return _random_ranks((batch_size, num_kept), generator) < num_masked
 
 
-def make_token_plan(grid, batch_size, drop_rate, mask_ratio, pattern="random", generator=None):
-    """The `TokenPlan` of `batch_size` views of a `(T', H', W')` grid: keep indices by `pattern`, then a mask."""
+def make_future_mask(keep_indices, grid, mask_ratio, generator=None):
+    """Mask the latest `round(mask_ratio * K)` kept tokens of each sample, by time step (ties at random).
+
+    The student then predicts the later tubelets from the earlier ones, as a future-prediction objective does:
+    `keep_indices` `(B, K)` of a `(T', H', W')` grid -> `(B, K)` bool.
+    """
+    _check_mask_ratio(mask_ratio)
+    time_step = torch.div(keep_indices, grid[1] * grid[2], rounding_mode="floor")  # (B, K)
+    tie_break = _random_ranks(tuple(keep_indices.shape), generator)  # (B, K) in [0, K)
+    order = time_step * keep_indices.shape[1] + tie_break  # later time steps first, when sorted descending
+    latest_first = order.argsort(dim=1, descending=True).argsort(dim=1)  # (B, K): 0 for the latest token
+    return latest_first < round(keep_indices.shape[1] * mask_ratio)
+
+
+def _check_mask_ratio(mask_ratio):
+    if not 0.0 <= mask_ratio <= 1.0:
+        raise ValueError(f"mask_ratio={mask_ratio!r} is out of range; allowed: [0, 1]")
+
+
+MASK_PATTERNS = ("random", "future")
+
+
+def make_token_plan(grid, batch_size, drop_rate, mask_ratio, pattern="random", generator=None, mask_pattern="random"):
+    """The `TokenPlan` of `batch_size` views of a `(T', H', W')` grid: keep indices by `pattern`, then a mask by
+    `mask_pattern` (`random`: any kept tokens, `future`: the latest ones, `make_future_mask`)."""
+    if mask_pattern not in MASK_PATTERNS:
+        raise ValueError(
+            f"mask_pattern={mask_pattern!r} is not supported; allowed: {', '.join(map(repr, MASK_PATTERNS))}"
+        )
     keep_indices = make_keep_indices(grid, batch_size, drop_rate, pattern, generator)
-    mask = make_mask(batch_size, keep_indices.shape[1], mask_ratio, generator)
+    if mask_pattern == "future":
+        mask = make_future_mask(keep_indices, grid, mask_ratio, generator)
+    else:
+        mask = make_mask(batch_size, keep_indices.shape[1], mask_ratio, generator)
     return TokenPlan(keep_indices=keep_indices, mask=mask)

@@ -31,6 +31,16 @@ def test_collator_stacks_views_and_draws_token_plans(tiny_config, pattern):
     assert torch.equal(batch["label"], torch.tensor([0, 1, 2]))
 
 
+def test_collator_masks_the_latest_kept_tokens_with_the_future_mask_pattern(tiny_config):
+    config = tiny_config(drop_rate=0.5, mask_ratio=0.5, mask_pattern="future")  # 16 of the 2x4x4 grid kept
+    batch = SSLCollator(config, seed=0)(_samples(config))
+    step = batch["global_keep_indices"] // 16  # (3, 2, K) time step of each kept token
+    mask = batch["global_mask"]
+    assert mask.sum(-1).eq(8).all()
+    for view_step, view_mask in zip(step.flatten(0, 1), mask.flatten(0, 1)):
+        assert view_step[view_mask].min() >= view_step[~view_mask].max()
+
+
 def test_collator_is_reproducible_from_its_seed(tiny_config):
     config = tiny_config()
     samples = _samples(config)

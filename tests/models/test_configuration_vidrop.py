@@ -1,7 +1,7 @@
 import pytest
 
 from vidrop import PRESETS, VidropConfig
-from vidrop.tokens import DROP_PATTERNS
+from vidrop.tokens import DROP_PATTERNS, MASK_PATTERNS
 
 
 def test_presets_have_vit_dimensions():
@@ -65,6 +65,7 @@ def test_configurations_are_equal_exactly_when_their_fields_are(tmp_path):
         ("small_crop_size", 256, r"small_crop_size=256 is larger than image_size=224"),
         ("num_frames", 15, r"num_frames=15 is not divisible by tubelet_size=2"),
         ("drop_pattern", "checkerboard", r"drop_pattern='checkerboard' is not supported; allowed: 'random'"),
+        ("mask_pattern", "past", r"mask_pattern='past' is not supported; allowed: 'random', 'future'"),
         ("loss_type", "l2", r"loss_type='l2' is not supported; allowed: 'dino_ibot', 'mse'"),
         ("centering", "mean", r"centering='mean' is not supported; allowed: 'center', 'sinkhorn_knopp', 'none'"),
         ("position_embedding_type", "rope", r"position_embedding_type='rope' is not supported"),
@@ -89,8 +90,10 @@ def test_cls_loss_needs_cls_token():
 
 def test_config_patterns_are_the_token_plan_patterns():
     from vidrop.models.configuration_vidrop import DROP_PATTERNS as CONFIG_PATTERNS
+    from vidrop.models.configuration_vidrop import MASK_PATTERNS as CONFIG_MASK_PATTERNS
 
     assert CONFIG_PATTERNS == DROP_PATTERNS
+    assert CONFIG_MASK_PATTERNS == MASK_PATTERNS
 
 
 @pytest.mark.parametrize(

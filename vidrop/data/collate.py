@@ -12,7 +12,7 @@ class SSLCollator:
     the plan of every step is reproducible from the seed.
 
     Args:
-        config: a `VidropConfig`; its `tubelet_size`, `patch_size`, `drop_pattern`, `drop_rate` and
+        config: a `VidropConfig`; its `tubelet_size`, `patch_size`, `drop_pattern`, `drop_rate`, `mask_pattern` and
             `mask_ratio` are read.
         seed: seed of the collator's own `torch.Generator`.
 
@@ -68,6 +68,7 @@ class SSLCollator:
             self.config.mask_ratio,
             self.config.drop_pattern,
             generator,
+            self.config.mask_pattern,
         )
         batch["global_pixel_values"] = global_views
         batch["global_keep_indices"] = plan.keep_indices.reshape(num_clips, num_global, -1)

@@ -3,6 +3,7 @@
 from transformers import PretrainedConfig
 
 DROP_PATTERNS = ("random", "tube", "block", "spatial_uniform", "temporal_uniform", "stratified")
+MASK_PATTERNS = ("random", "future")
 LOSS_TYPES = ("dino_ibot", "mse", "cosine", "smooth_l1")
 CENTERINGS = ("center", "sinkhorn_knopp", "none")
 POSITION_EMBEDDING_TYPES = ("sincos_3d", "learned", "sincos_1d", "rope_3d")
@@ -84,6 +85,9 @@ class VidropConfig(PretrainedConfig):
         drop_pattern (`str`, defaults to `"random"`): how kept tokens are chosen, one of `DROP_PATTERNS`.
         drop_rate (`float`, defaults to 0.75): fraction of tokens dropped before the encoder, in [0, 1).
         mask_ratio (`float`, defaults to 0.5): fraction of kept tokens the student sees as the mask token.
+        mask_pattern (`str`, defaults to `"random"`): which kept tokens are masked, one of `MASK_PATTERNS`:
+            `"random"` (any), `"future"` (the latest by time step, so the student predicts the later tubelets from
+            the earlier ones).
         loss_type (`str`, defaults to `"dino_ibot"`): `"dino_ibot"` (DINO CLS + iBOT per-patch cross-entropy
             over prototypes) or a feature regression of the teacher's outputs: `"mse"`, `"cosine"`,
             `"smooth_l1"`.
@@ -139,6 +143,7 @@ class VidropConfig(PretrainedConfig):
         drop_pattern="random",
         drop_rate=0.75,
         mask_ratio=0.5,
+        mask_pattern="random",
         loss_type="dino_ibot",
         num_small_crops=2,
         small_crop_size=96,
@@ -182,6 +187,7 @@ class VidropConfig(PretrainedConfig):
         self.drop_pattern = drop_pattern
         self.drop_rate = drop_rate
         self.mask_ratio = mask_ratio
+        self.mask_pattern = mask_pattern
         self.loss_type = loss_type
         self.num_small_crops = num_small_crops
         self.small_crop_size = small_crop_size
@@ -271,6 +277,7 @@ class VidropConfig(PretrainedConfig):
         _check_choice("hidden_act", self.hidden_act, HIDDEN_ACTS)
         _check_choice("position_embedding_type", self.position_embedding_type, POSITION_EMBEDDING_TYPES)
         _check_choice("drop_pattern", self.drop_pattern, DROP_PATTERNS)
+        _check_choice("mask_pattern", self.mask_pattern, MASK_PATTERNS)
         _check_choice("loss_type", self.loss_type, LOSS_TYPES)
         _check_choice("centering", self.centering, CENTERINGS)
         _check_range("drop_rate", self.drop_rate, 0.0, 1.0, high_open=True)
