@@ -166,6 +166,9 @@ def make_keep_indices(grid, batch_size, drop_rate, pattern="random", generator=N
     return _KEEP_FUNCTIONS[pattern](grid, batch_size, drop_rate, generator)
 
 
+MASK_PATTERNS = ("random", "future")  # which kept tokens are masked: any, or the latest by time step
+
+
 def make_mask(batch_size, num_kept, mask_ratio, generator=None):
     """Mask `round(mask_ratio * K)` uniformly random kept tokens of each sample -> `(B, K)` bool."""
     _check_mask_ratio(mask_ratio)
@@ -190,9 +193,6 @@ def make_future_mask(keep_indices, grid, mask_ratio, generator=None):
 def _check_mask_ratio(mask_ratio):
     if not 0.0 <= mask_ratio <= 1.0:
         raise ValueError(f"mask_ratio={mask_ratio!r} is out of range; allowed: [0, 1]")
-
-
-MASK_PATTERNS = ("random", "future")
 
 
 def make_token_plan(grid, batch_size, drop_rate, mask_ratio, pattern="random", generator=None, mask_pattern="random"):
