@@ -362,6 +362,15 @@ def test_init_from_keeps_its_architecture(tmp_path, tiny_config):
             .vidrop_config()
 
 
+def test_the_demo_masks_the_later_tubelets_and_the_presets_random_ones():
+    from vidrop.training.arguments import ModelArguments
+
+    assert ModelArguments().vidrop_config().mask_pattern == "future"
+    assert ModelArguments(frame_stride=2).vidrop_config().mask_pattern == "future"
+    assert ModelArguments(config_overrides="").vidrop_config().mask_pattern == "random"
+    assert ModelArguments(preset="base", config_overrides="").vidrop_config().mask_pattern == "random"
+
+
 def test_the_frame_stride_is_part_of_the_configuration(tmp_path, tiny_config):
     from vidrop.training.arguments import ModelArguments
 

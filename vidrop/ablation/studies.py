@@ -24,6 +24,7 @@ PAPER_AXES = {
     "drop_rate": (0.5, 0.75, 0.9),
     "num_clusters": (8, 16, 32),
     "mask_ratio": (0.25, 0.5, 0.75),
+    "mask_pattern": ("random", "future"),
 }
 
 
