@@ -31,8 +31,8 @@ class ModelArguments:
     config_overrides: str | None = field(
         default=None,
         metadata={"help": "VidropConfig fields as 'name=value,...', e.g. 'drop_rate=0.9,loss_type=mse' (JSON values); "
-                          "default: the demo's (a ViT-T of 6 blocks on 8 x 64^2 clips) with --preset, none with "
-                          "--init_from"},
+                          "default: the demo's (a ViT-T of 6 blocks on 8 x 64^2 clips, the later tubelets masked) "
+                          "with --preset, none with --init_from"},
     )
     init_from: str | None = field(
         default=None,
