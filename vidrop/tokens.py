@@ -166,9 +166,6 @@ def make_keep_indices(grid, batch_size, drop_rate, pattern="random", generator=N
     return _KEEP_FUNCTIONS[pattern](grid, batch_size, drop_rate, generator)
 
 
-MASK_PATTERNS = ("random", "future")  # which kept tokens are masked: any, or the latest by time step
-
-
 def make_mask(batch_size, num_kept, mask_ratio, generator=None):
     """Mask `round(mask_ratio * K)` uniformly random kept tokens of each sample -> `(B, K)` bool."""
     _check_mask_ratio(mask_ratio)
@@ -195,16 +192,22 @@ def _check_mask_ratio(mask_ratio):
         raise ValueError(f"mask_ratio={mask_ratio!r} is out of range; allowed: [0, 1]")
 
 
+# Which kept tokens are masked, each `(keep_indices (B, K), grid, mask_ratio, generator) -> (B, K) bool`: any, or
+# the latest by time step.
+_MASK_FUNCTIONS = {
+    "random": lambda keep_indices, grid, mask_ratio, generator: make_mask(*keep_indices.shape, mask_ratio, generator),
+    "future": make_future_mask,
+}
+MASK_PATTERNS = tuple(_MASK_FUNCTIONS)
+
+
 def make_token_plan(grid, batch_size, drop_rate, mask_ratio, pattern="random", generator=None, mask_pattern="random"):
     """The `TokenPlan` of `batch_size` views of a `(T', H', W')` grid: keep indices by `pattern`, then a mask by
-    `mask_pattern` (`random`: any kept tokens, `future`: the latest ones, `make_future_mask`)."""
+    `mask_pattern` (`random`: any kept tokens, `make_mask`; `future`: the latest ones, `make_future_mask`)."""
     if mask_pattern not in MASK_PATTERNS:
         raise ValueError(
             f"mask_pattern={mask_pattern!r} is not supported; allowed: {', '.join(map(repr, MASK_PATTERNS))}"
         )
-    keep_indices = make_keep_indices(grid, batch_size, drop_rate, pattern, generator)
-    if mask_pattern == "future":
-        mask = make_future_mask(keep_indices, grid, mask_ratio, generator)
-    else:
-        mask = make_mask(batch_size, keep_indices.shape[1], mask_ratio, generator)
+    keep_indices = make_keep_indices(grid, batch_size, drop_rate, pattern, generator)  # (B, K)
+    mask = _MASK_FUNCTIONS[mask_pattern](keep_indices, grid, mask_ratio, generator)  # (B, K)
     return TokenPlan(keep_indices=keep_indices, mask=mask)
