@@ -81,6 +81,8 @@ def test_each_zero_stage_trains_lowers_the_loss_and_exports(stage, compressed_da
     for tag in ("schedule/lr", "schedule/momentum", "schedule/teacher_temperature", "schedule/weight_decay",
                 "train/kept_tokens_per_clip", "speed/clips_per_second"):
         assert scalars.Scalars(tag), tag
+    momentum = [e.value for e in scalars.Scalars("schedule/momentum")]  # the default: 0.99 -> 0.996, cosine
+    assert momentum[0] == pytest.approx(0.99) and momentum == sorted(momentum) and momentum[-1] < 0.996
     for name in ("student", "teacher"):
         model = AutoModel.from_pretrained(output / name)
         assert type(model).__name__ == "VidropModel"
@@ -369,6 +371,17 @@ def test_the_demo_masks_the_later_tubelets_and_the_presets_random_ones():
     assert ModelArguments(frame_stride=2).vidrop_config().mask_pattern == "future"
     assert ModelArguments(config_overrides="").vidrop_config().mask_pattern == "random"
     assert ModelArguments(preset="base", config_overrides="").vidrop_config().mask_pattern == "random"
+
+
+def test_the_demo_teacher_follows_the_student_to_the_end_and_the_recipes_freeze_it():
+    from vidrop.training.arguments import parse_arguments
+
+    assert parse_arguments([])[2].final_momentum == 0.996
+    recipes = sorted((ROOT / "recipes").glob("*.yaml"))
+    assert recipes
+    for recipe in recipes:  # DINO's schedule, 0.996 -> 1, for runs of many epochs
+        train_args = parse_arguments(["--config", str(recipe)])[2]
+        assert (train_args.momentum, train_args.final_momentum) == (0.996, 1.0), recipe.name
 
 
 def test_the_frame_stride_is_part_of_the_configuration(tmp_path, tiny_config):

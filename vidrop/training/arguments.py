@@ -130,7 +130,12 @@ class TrainArguments:
     weight_decay: float = field(default=0.04, metadata={"help": "weight decay at step 0"})
     final_weight_decay: float = field(default=0.2, metadata={"help": "weight decay at the last step (cosine)"})
     momentum: float = field(default=0.99, metadata={"help": "EMA teacher momentum at step 0"})
-    final_momentum: float = field(default=1.0, metadata={"help": "EMA teacher momentum at the last step (cosine)"})
+    final_momentum: float = field(
+        default=0.996,
+        metadata={"help": "EMA teacher momentum at the last step (cosine). DINO's 1.0 freezes the teacher over a run's "
+                          "last steps, which a run of many epochs can afford (the recipes keep it); a short run's "
+                          "teacher ends better when it keeps following the student"},
+    )
     teacher_temperature: float = field(default=0.07, metadata={"help": "teacher temperature after warm-up"})
     warmup_teacher_temperature: float = field(default=0.04, metadata={"help": "teacher temperature at step 0"})
     teacher_temperature_warmup_steps: int = field(default=30, metadata={"help": "teacher temperature warm-up"})
