@@ -376,11 +376,12 @@ def test_the_demo_masks_the_later_tubelets_and_the_presets_random_ones():
 def test_the_demo_teacher_follows_the_student_to_the_end_and_the_recipes_freeze_it():
     from vidrop.training.arguments import parse_arguments
 
-    assert parse_arguments([])[2].final_momentum == 0.996
+    _, _, train_args = parse_arguments([])
+    assert train_args.final_momentum == 0.996
     recipes = sorted((ROOT / "recipes").glob("*.yaml"))
     assert recipes
     for recipe in recipes:  # DINO's schedule, 0.996 -> 1, for runs of many epochs
-        train_args = parse_arguments(["--config", str(recipe)])[2]
+        _, _, train_args = parse_arguments(["--config", str(recipe)])
         assert (train_args.momentum, train_args.final_momentum) == (0.996, 1.0), recipe.name
 
 
