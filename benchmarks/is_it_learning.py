@@ -32,6 +32,7 @@ finished run trained with other arguments is an error naming them).
     python benchmarks/is_it_learning.py --pretrain_seeds 1        # one run (seed 0) only
     python benchmarks/is_it_learning.py --pretrain_args "--frame_stride 2"    # the demo's sampling until 2026-12-06
     python benchmarks/is_it_learning.py --pretrain_args "--micro_batch_size 4 --max_steps 200"  # demo before 2026-12-07
+    python benchmarks/is_it_learning.py --pretrain_args "--final_momentum 1.0"  # the demo's teacher until session 35
 """
 
 import argparse
