@@ -32,7 +32,9 @@ finished run trained with other arguments is an error naming them).
     python benchmarks/is_it_learning.py --pretrain_seeds 1        # one run (seed 0) only
     python benchmarks/is_it_learning.py --pretrain_args "--frame_stride 2"    # the demo's sampling until 2026-12-06
     python benchmarks/is_it_learning.py --pretrain_args "--micro_batch_size 4 --max_steps 200"  # demo before 2026-12-07
-    python benchmarks/is_it_learning.py --pretrain_args "--final_momentum 1.0"  # the demo's teacher until session 35
+    python benchmarks/is_it_learning.py --pretrain_args "--config_overrides FIELDS"  # the demo of session 35
+    python benchmarks/is_it_learning.py --pretrain_args "--config_overrides FIELDS --final_momentum 1.0"  # session 34
+(FIELDS: `DEMO_OVERRIDES` of `vidrop/training/arguments.py` less `drop_path_rate=0.1`.)
 """
 
 import argparse

@@ -196,8 +196,11 @@ def test_the_no_option_demo_runs_end_to_end(tmp_path):
     assert summary["config"]["num_frames"] == 8 and summary["config"]["image_size"] == 64
     assert summary["config"]["frame_stride"] == 4  # 29 of the synthetic videos' 32 frames per clip
     teacher = AutoModel.from_pretrained(tmp_path / "outputs" / "demo" / "teacher").eval()
-    out = teacher(torch.randn(1, 8, 3, 64, 64))
+    assert teacher.config.drop_path_rate == 0.1  # the student's stochastic depth, recorded; off in eval mode:
+    clip = torch.randn(1, 8, 3, 64, 64)
+    out = teacher(clip)
     assert out.last_hidden_state.shape == (1, 1 + 4 * 8 * 8, 192)
+    torch.testing.assert_close(teacher(clip).last_hidden_state, out.last_hidden_state)
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("vit_*.yaml")), ids=lambda p: p.stem)
@@ -364,13 +367,20 @@ def test_init_from_keeps_its_architecture(tmp_path, tiny_config):
             .vidrop_config()
 
 
-def test_the_demo_masks_the_later_tubelets_and_the_presets_random_ones():
-    from vidrop.training.arguments import ModelArguments
+def test_the_demo_masks_the_later_tubelets_with_the_recipes_stochastic_depth():
+    from vidrop.training.arguments import ModelArguments, parse_arguments
 
-    assert ModelArguments().vidrop_config().mask_pattern == "future"
-    assert ModelArguments(frame_stride=2).vidrop_config().mask_pattern == "future"
-    assert ModelArguments(config_overrides="").vidrop_config().mask_pattern == "random"
-    assert ModelArguments(preset="base", config_overrides="").vidrop_config().mask_pattern == "random"
+    for demo in (ModelArguments(), ModelArguments(frame_stride=2)):
+        config = demo.vidrop_config()
+        assert (config.mask_pattern, config.drop_path_rate) == ("future", 0.1)
+    for preset in ("tiny", "base"):  # a bare preset: neither
+        config = ModelArguments(preset=preset, config_overrides="").vidrop_config()
+        assert (config.mask_pattern, config.drop_path_rate) == ("random", 0.0)
+    recipes = sorted((ROOT / "recipes").glob("*.yaml"))
+    assert recipes
+    for recipe in recipes:  # the paper's random masks
+        config = parse_arguments(["--config", str(recipe)])[0].vidrop_config()
+        assert (config.mask_pattern, config.drop_path_rate) == ("random", 0.1), recipe.name
 
 
 def test_the_demo_teacher_follows_the_student_to_the_end_and_the_recipes_freeze_it():
