@@ -10,6 +10,7 @@ and renamed, so a killed build continues where it stopped and never duplicates a
 
 import json
 import logging
+import multiprocessing
 import os
 import time
 import zlib
@@ -327,7 +328,9 @@ def build_dataset(input_dir, output_dir, options=None, num_proc=1, videos_per_sh
     logger.info("%d videos, %d already done, %d to compress", len(items), len(items) - len(pending), len(pending))
     features = dataset_features(class_names)
     labels = {video_id: label for _, video_id, label in items}
-    pool = ProcessPoolExecutor(num_proc) if num_proc > 1 else None
+    # Spawned, not forked: a fork of a process whose OpenMP or BLAS threads hold a lock (torch, scikit-learn ran
+    # before) can hang in the child for ever.
+    pool = ProcessPoolExecutor(num_proc, mp_context=multiprocessing.get_context("spawn")) if num_proc > 1 else None
     try:
         with tqdm(total=len(items), initial=len(items) - len(pending), desc="compress", unit="video") as bar:
             for start in range(0, len(pending), videos_per_shard):
