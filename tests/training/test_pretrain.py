@@ -369,15 +369,15 @@ def test_init_from_keeps_its_architecture(tmp_path, tiny_config):
             .vidrop_config()
 
 
-def test_the_demo_masks_the_later_tubelets_with_the_recipes_stochastic_depth():
+def test_the_demo_drops_tubes_masks_the_later_tubelets_and_has_the_recipes_stochastic_depth():
     from vidrop.training.arguments import ModelArguments
 
     for demo in (ModelArguments(), ModelArguments(frame_stride=2)):
         config = demo.vidrop_config()
-        assert (config.mask_pattern, config.drop_path_rate) == ("future", 0.1)
-    for preset in ("tiny", "base"):  # a bare preset: neither
+        assert (config.drop_pattern, config.mask_pattern, config.drop_path_rate) == ("tube", "future", 0.1)
+    for preset in ("tiny", "base"):  # a bare preset: none of them
         config = ModelArguments(preset=preset, config_overrides="").vidrop_config()
-        assert (config.mask_pattern, config.drop_path_rate) == ("random", 0.0)
+        assert (config.drop_pattern, config.mask_pattern, config.drop_path_rate) == ("random", "random", 0.0)
 
 
 def test_the_demo_teacher_follows_the_student_to_the_end():
